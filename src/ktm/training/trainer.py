@@ -1,0 +1,200 @@
+"""The training loop: Accelerate, gradient accumulation, schedule, eval, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from ..errors import KTMError
+from ..io_utils import write_json_atomic, write_text_atomic
+from ..model import KTMModel
+from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import Example, SampleOrder
+
+Evaluate = Callable[[KTMModel], dict]
+StopRule = Callable[[dict], bool]
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: per-step log, evaluations, and why it ended."""
+
+    steps_done: int
+    history: list[dict] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class _Tokenized:
+    prompt: list[list[int]]
+    suffix: list[list[int]]
+    answer: list[list[int]]
+
+    def select(self, idx: Sequence[int]) -> tuple[list, list, list]:
+        return ([self.prompt[i] for i in idx], [self.answer[i] for i in idx],
+                [self.suffix[i] for i in idx])
+
+
+def _tokenize(model: KTMModel, examples: Sequence[Example]) -> _Tokenized:
+    if not examples:
+        raise KTMError("no training examples")
+    has_suffix = any(e.suffix for e in examples)
+    prompts, suffixes = model.encode_prompts(
+        [e.prompt for e in examples], [e.suffix or "" for e in examples] if has_suffix else None
+    )
+    return _Tokenized(prompts, suffixes, model.encode_answers([e.answer for e in examples]))
+
+
+def train(
+    model: KTMModel,
+    examples: Sequence[Example],
+    config: TrainConfig,
+    output_dir: str | Path,
+    evaluate: Evaluate | None = None,
+    should_stop: StopRule | None = None,
+    resume: bool = False,
+    on_step: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``examples``; checkpoints and logs go to ``output_dir``.
+
+    Runs unchanged on one process or under ``accelerate launch``. With ``resume``, the newest
+    complete checkpoint in ``output_dir/checkpoints`` is restored and the run continues with
+    exactly the batches and dropout masks it would have had.
+
+    ``evaluate(model) -> metrics`` runs every ``config.eval_every`` steps and at the end (on
+    every process; shard inside it); ``should_stop(metrics)`` ends the run early.
+    """
+    from accelerate import Accelerator
+
+    out = Path(output_dir)
+    ckpt_dir = out / "checkpoints"
+    accelerator = Accelerator()
+    world, rank = accelerator.num_processes, accelerator.process_index
+    micro = config.batch_size // config.grad_accum
+    if micro % world:
+        raise KTMError(
+            f"batch_size/grad_accum = {micro} examples per micro-batch cannot be split over "
+            f"{world} processes; choose a multiple of {world}"
+        )
+
+    data = _tokenize(model, examples)
+    order = SampleOrder(len(examples), config.seed)
+    lora = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("merger.")]
+    merger = [p for p in model.merger.parameters() if p.requires_grad]
+    groups = [{"params": lora, "lr": config.lr, "base_lr": config.lr}]
+    if merger:
+        mlr = config.merger_lr or config.lr
+        groups.append({"params": merger, "lr": mlr, "base_lr": mlr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+
+    start, result = 0, TrainResult(0)
+    if resume:
+        found = list_checkpoints(ckpt_dir)
+        if found:
+            state = load_checkpoint(found[-1], model, optimizer)
+            start = state["step"]
+            result.history, result.evals = state["history"], state["evals"]
+            accelerator.print(f"ktm: resuming from {found[-1]} (step {start})")
+    elif list_checkpoints(ckpt_dir):
+        raise KTMError(f"{out} already holds a run; pass --resume to continue it or pick a new folder")
+
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    bar = None
+    if config.progress and accelerator.is_main_process:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+    def checkpoint(step: int) -> None:
+        if accelerator.is_main_process:
+            save_checkpoint(ckpt_dir, step, accelerator.unwrap_model(wrapped), optimizer,
+                            {"history": result.history, "evals": result.evals},
+                            config.keep_checkpoints)
+            _write_logs(out, result)
+        accelerator.wait_for_everyone()
+
+    def run_eval(step: int) -> bool:
+        if evaluate is None:
+            return False
+        metrics = {"step": step, **evaluate(accelerator.unwrap_model(wrapped))}
+        result.evals.append(metrics)
+        accelerator.print("ktm: eval " + json.dumps(metrics))
+        model.train()
+        return bool(should_stop and should_stop(metrics))
+
+    t0 = time.perf_counter()
+    step = start
+    stop = bool(result.evals and should_stop and should_stop(result.evals[-1]))
+    while step < config.steps and not stop:
+        # Dropout masks depend only on (seed, step, rank): resume replays them exactly.
+        torch.manual_seed(config.seed * 1_000_003 + step * world + rank)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * config.lr_factor(step)
+        batch = order.take(step * config.batch_size, config.batch_size)
+        n_answer = sum(len(data.answer[i]) for i in batch)
+        t_step = time.perf_counter()
+        loss_sum = torch.zeros((), device=accelerator.device)
+        for m in range(config.grad_accum):
+            local = batch[m * micro:(m + 1) * micro][rank::world]
+            prompts, answers, suffixes = data.select(local)
+            ctx = accelerator.no_sync(wrapped) if m < config.grad_accum - 1 else _null()
+            with ctx:
+                summed = wrapped(prompts, answers, suffixes)
+                # DDP averages gradients over processes; scale so the step sees the global mean.
+                accelerator.backward(summed * world / n_answer)
+            loss_sum += summed.detach()
+        if config.max_grad_norm:
+            accelerator.clip_grad_norm_([p for g in groups for p in g["params"]], config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss = accelerator.reduce(loss_sum, "sum").item() / n_answer
+        if not torch.isfinite(torch.tensor(loss)):
+            raise KTMError(f"loss became {loss} at step {step + 1}; lower the learning rate")
+        seconds = time.perf_counter() - t_step
+        tokens = sum(len(data.prompt[i]) + len(data.suffix[i]) for i in batch)
+        step += 1
+        record = {"step": step, "loss": round(loss, 6), "lr": optimizer.param_groups[0]["lr"],
+                  "seconds": round(seconds, 4), "prompt_tokens_per_s": round(tokens / seconds, 1)}
+        result.history.append(record)
+        if on_step:
+            on_step(record)
+        if bar:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / seconds:.0f}")
+        if config.eval_every and step % config.eval_every == 0:
+            stop = run_eval(step)
+        if config.save_every and step % config.save_every == 0 and step < config.steps and not stop:
+            checkpoint(step)
+    if bar:
+        bar.close()
+    if evaluate is not None and (not result.evals or result.evals[-1]["step"] != step):
+        run_eval(step)
+    checkpoint(step)
+    result.steps_done, result.stopped_early = step, step < config.steps
+    result.seconds = time.perf_counter() - t0
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(wrapped).save_pretrained(out / "model")
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _write_logs(out: Path, result: TrainResult) -> None:
+    write_text_atomic(out / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in result.history))
+    write_json_atomic(out / "evals.json", result.evals)
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,67 @@
+"""Fixtures: a tiny random Llama (hidden 64, 2 layers) with the real SmolLM2 tokenizer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny model folder: random weights, real tokenizer (no download)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from ktm.base_models import _GGUF_NAME, _gguf_path
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    gguf = _gguf_path()
+    assert gguf.name == _GGUF_NAME
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def load():
+        return (
+            AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+            AutoTokenizer.from_pretrained(tiny_model_dir),
+        )
+
+    return load
+
+
+@pytest.fixture
+def make_model(tiny_model_dir):
+    """Build a KTMModel on the tiny base: make_model(k=4, merger="mlp", ...)."""
+    from ktm import KTMConfig, KTMModel
+
+    def make(seed: int = 0, **cfg):
+        torch.manual_seed(seed)
+        return KTMModel.from_base(str(tiny_model_dir), KTMConfig(**cfg))
+
+    return make

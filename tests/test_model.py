@@ -1,0 +1,161 @@
+"""KTMModel on a tiny random Llama: shapes, invariance, generation, artifacts."""
+
+import pytest
+import torch
+
+from ktm import KTMConfig, KTMError, KTMModel
+
+PROMPTS = [
+    "Tree: +AB\n++CD\n++EF, Task: Parent/Child Relationship, Parent: AB, Child: CD, Answer: ",
+    "short",
+    "A somewhat longer prompt whose length is not a multiple of any block size at all, surely.",
+]
+
+
+def test_compress_shapes_and_masks(make_model):
+    model = make_model(k=4)
+    ids, _ = model.encode_prompts(PROMPTS)
+    batch = model.compress(PROMPTS, suffixes=["Q1", "", "Question two?"])
+    lens = [len(i) for i in ids]
+    suffix = [len(s) for s in model.tokenize(["Q1", "", "Question two?"])]
+    expected = [-(-t // 4) + s for t, s in zip(lens, suffix)]
+    assert batch.tokens_out == expected
+    assert batch.tokens_in == [t + s for t, s in zip(lens, suffix)]
+    assert batch.embeds.shape == (3, max(expected), 64)
+    assert batch.attention_mask.sum(dim=1).tolist() == expected
+    # left padding: zeros first, then ones
+    for row, n in zip(batch.attention_mask.tolist(), expected):
+        assert row == [0] * (len(row) - n) + [1] * n
+    assert batch.compression > 0.5
+
+
+def test_k1_equals_base_model_logits(make_model, tiny_base):
+    model = make_model(k=1)
+    base, tok = tiny_base()
+    ktm_logits = model.next_token_logits(PROMPTS[:1])
+    ids = tok(PROMPTS[:1], return_tensors="pt")
+    with torch.no_grad():
+        ref = base(**ids).logits[:, -1]
+    assert torch.allclose(ktm_logits, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,merger", [(1, "mean"), (3, "mlp"), (4, "mean"), (4, "mlp")])
+def test_batch_invariance(make_model, k, merger):
+    model = make_model(k=k, merger=merger, merger_init="random")
+    alone = torch.cat([model.next_token_logits([p]) for p in PROMPTS])
+    together = model.next_token_logits(PROMPTS)
+    reordered = model.next_token_logits(PROMPTS[::-1]).flip(0)
+    assert (alone - together).abs().max() < 1e-4
+    assert (alone - reordered).abs().max() < 1e-4
+
+
+def test_mixed_prefix_suffix_stays_uncompressed(make_model):
+    model = make_model(k=4, merger="mean")
+    with_suffix = model.compress(["Tree: +AB"], suffixes=[" Parent: AB, Answer: "])
+    suffix_ids = model.tokenize([" Parent: AB, Answer: "])[0]
+    tail = with_suffix.embeds[0, -len(suffix_ids):]
+    assert torch.allclose(tail, model.embed(torch.tensor(suffix_ids)))
+    # suffix changes only the tail, never the compressed blocks
+    other = model.compress(["Tree: +AB"], suffixes=[" x"])
+    n_blocks = with_suffix.tokens_out[0] - len(suffix_ids)
+    assert torch.allclose(with_suffix.embeds[0, :n_blocks], other.embeds[0, :n_blocks])
+
+
+def _naive_greedy(model: KTMModel, prompt: str, steps: int) -> list[int]:
+    """Full recompute at every step, no cache."""
+    batch = model.compress([prompt])
+    embeds, out = batch.embeds, []
+    model.eval()
+    with torch.no_grad():
+        for _ in range(steps):
+            n = embeds.shape[1]
+            mask = torch.ones(1, n, dtype=torch.long)
+            h = model.decoder(inputs_embeds=embeds, attention_mask=mask,
+                              position_ids=torch.arange(n)[None]).last_hidden_state
+            nxt = model.head(h[:, -1]).argmax(-1)
+            if nxt.item() == model.tokenizer.eos_token_id:
+                break
+            out.append(nxt.item())
+            embeds = torch.cat([embeds, model.embed(nxt[:, None])], dim=1)
+    return out
+
+
+def test_cached_generation_equals_naive_loop(make_model):
+    model = make_model(k=4, merger_init="random")
+    for prompt in PROMPTS:
+        batch = model.compress([prompt])
+        cached = model.generate_ids(batch, __import__("ktm").SamplingConfig(max_new_tokens=12))[0]
+        assert cached == _naive_greedy(model, prompt, 12)
+
+
+def test_batched_generation_equals_single(make_model):
+    model = make_model(k=3, merger_init="random")
+    together = model.generate(PROMPTS, max_new_tokens=8)
+    alone = [model.generate([p], max_new_tokens=8)[0] for p in PROMPTS]
+    assert together == alone
+    assert all(isinstance(t, str) for t in together)
+
+
+def test_sampling_is_seeded(make_model):
+    model = make_model(k=2)
+    a = model.generate(PROMPTS[:1], max_new_tokens=6, do_sample=True, top_k=50, top_p=0.9, seed=3)
+    b = model.generate(PROMPTS[:1], max_new_tokens=6, do_sample=True, top_k=50, top_p=0.9, seed=3)
+    assert a == b
+
+
+def test_loss_reads_only_answer_tokens(make_model):
+    model = make_model(k=2)
+    loss = model.loss(PROMPTS[:2], ["true", "false"])
+    assert loss.ndim == 0 and loss.item() > 0
+    loss.backward()
+    grads = [p.grad for n, p in model.named_parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+
+
+def test_save_load_roundtrip_identical(make_model, tiny_model_dir, tmp_path):
+    model = make_model(k=4, merger_init="random")
+    # make LoRA non-trivial so the round trip is a real test
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.02)
+    before = model.next_token_logits(PROMPTS)
+    model.save_pretrained(tmp_path / "ckpt")
+    files = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert {"ktm_config.json", "merger.safetensors", "adapter"} <= files
+    assert (tmp_path / "ckpt" / "adapter" / "adapter_model.safetensors").is_file()
+    loaded = KTMModel.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config == model.config
+    assert torch.equal(loaded.next_token_logits(PROMPTS), before)
+
+
+def test_load_refuses_other_base_model(make_model, tmp_path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    model = make_model(k=2)
+    model.save_pretrained(tmp_path / "ckpt")
+    tok = AutoTokenizer.from_pretrained(model.base_model)
+    other = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2))
+    with pytest.raises(KTMError, match="hidden_size 64"):
+        KTMModel.from_pretrained(tmp_path / "ckpt", causal_lm=other, tokenizer=tok)
+
+
+def test_empty_prompt_is_rejected(make_model):
+    model = make_model(k=2)
+    with pytest.raises(KTMError, match="empty"):
+        model.generate(["   "])
+    with pytest.raises(KTMError, match="list of strings"):
+        model.compress("not a list")
+
+
+def test_too_long_prompt_is_rejected(make_model):
+    model = make_model(k=1)
+    with pytest.raises(KTMError, match="positions"):
+        model.generate(["word " * 600], max_new_tokens=4)
+
+
+def test_classify_picks_a_choice(make_model):
+    model = make_model(k=2)
+    preds = model.classify(PROMPTS, ["true", "false"])
+    assert len(preds) == 3 and set(preds) <= {0, 1}
