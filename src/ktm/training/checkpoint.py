@@ -55,10 +55,21 @@ def list_checkpoints(folder: Path) -> list[Path]:
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore weights and optimizer from ``path``; returns its saved state dict."""
+    state = read_json(path / STATE, "checkpoint state")
+    load_trainable(path, model)
+    try:
+        opt_state = torch.load(path / OPTIMIZER, weights_only=True, map_location="cpu")
+        optimizer.load_state_dict(opt_state)
+    except Exception as e:  # torch raises several types for corrupt pickles
+        raise KTMError(f"optimizer state {path / OPTIMIZER} is unreadable: {e}") from None
+    return state
+
+
+def load_trainable(path: Path, model: nn.Module) -> None:
+    """Copy a checkpoint's trainable weights into ``model``; they must match exactly."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    state = read_json(path / STATE, "checkpoint state")
     try:
         weights = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError) as e:
@@ -76,9 +87,3 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                 raise KTMError(f"checkpoint {path}: {name} has shape {tuple(value.shape)}, "
                                f"the model {tuple(params[name].shape)}")
             params[name].copy_(value)
-    try:
-        opt_state = torch.load(path / OPTIMIZER, weights_only=True, map_location="cpu")
-        optimizer.load_state_dict(opt_state)
-    except Exception as e:  # torch raises several types for corrupt pickles
-        raise KTMError(f"optimizer state {path / OPTIMIZER} is unreadable: {e}") from None
-    return state

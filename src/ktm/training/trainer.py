@@ -30,6 +30,7 @@ class TrainResult:
     evals: list[dict] = field(default_factory=list)
     stopped_early: bool = False
     seconds: float = 0.0
+    processes: int = 1
 
 
 @dataclass
@@ -127,7 +128,9 @@ def train(
             return False
         metrics = {"step": step, **evaluate(accelerator.unwrap_model(wrapped))}
         result.evals.append(metrics)
-        accelerator.print("ktm: eval " + json.dumps(metrics))
+        shown = {k: round(v, 4) for k, v in metrics.items()
+                 if k in ("accuracy", "balanced_accuracy", "f1_true", "majority_baseline")}
+        accelerator.print(f"ktm: eval at step {step}: {json.dumps(shown)}")
         model.train()
         return bool(should_stop and should_stop(metrics))
 
@@ -180,6 +183,7 @@ def train(
         run_eval(step)
     checkpoint(step)
     result.steps_done, result.stopped_early = step, step < config.steps
+    result.processes = world
     result.seconds = time.perf_counter() - t0
     if accelerator.is_main_process:
         accelerator.unwrap_model(wrapped).save_pretrained(out / "model")

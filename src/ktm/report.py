@@ -1,0 +1,28 @@
+"""Plain-text tables of results."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
+    """A Markdown table; ``columns`` are (key, header) pairs; floats in [0, 1] as percent."""
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{100 * v:.1f}%" if 0.0 <= v <= 1.0 else f"{v:.2f}"
+        return "" if v is None else str(v)
+
+    header = "| " + " | ".join(h for _, h in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
+    return "\n".join([header, rule, *body])
+
+
+CLASSIFICATION_COLUMNS = [
+    ("balanced_accuracy", "balanced acc"),
+    ("accuracy", "accuracy"),
+    ("f1_true", "F1 true"),
+    ("majority_baseline", "majority baseline"),
+    ("n", "examples"),
+]

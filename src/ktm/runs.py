@@ -1,0 +1,174 @@
+"""A training run end to end: data, model, training (plain or curriculum), final evaluation.
+
+Everything a run used is written to ``<out>/config.json`` before it starts, and its final
+metrics to ``<out>/metrics.json``; ``resume`` continues an interrupted run in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import KTMConfig, dataclass_from_dict
+from .curriculum import Stage, run_curriculum
+from .errors import KTMError
+from .evaluation import evaluate_classification
+from .io_utils import read_json, write_json_atomic
+from .model import KTMModel
+from .tasks import get_task
+from .tasks.base import LabeledExample
+from .tasks.tree import generate_split, get_stage
+from .training import TrainConfig, train
+
+DEFAULT_METRIC = "balanced_accuracy"
+
+
+@dataclass
+class DataConfig:
+    """Where a run's examples come from.
+
+    Attributes:
+        task: registered task name (``tree``).
+        data_dir: folder with ``train.jsonl`` and ``test.jsonl``; if unset, tree data is
+            generated for each of ``stages``.
+        stages: tree curriculum stages, in order (generated data only).
+        train_trees, test_trees: trees per stage for the train and test splits.
+        balance: class-balanced training data (equal ``true`` and ``false``).
+        balance_test: class-balanced test data too.
+        split_question: compress only the tree; keep the question as an uncompressed suffix.
+        data_seed: seed of the generator (test trees use ``data_seed + 1``).
+        eval_limit: examples of the test split used by the periodic evaluations (all: None).
+    """
+
+    task: str = "tree"
+    data_dir: str | None = None
+    stages: list[str] = field(default_factory=lambda: ["small"])
+    train_trees: int = 2000
+    test_trees: int = 100
+    balance: bool = True
+    balance_test: bool = False
+    split_question: bool = False
+    data_seed: int = 0
+    eval_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        get_task(self.task)
+        if self.data_dir is None:
+            if not self.stages:
+                raise KTMError("give at least one tree stage")
+            for s in self.stages:
+                get_stage(s)
+        if self.train_trees < 1 or self.test_trees < 1:
+            raise KTMError("train_trees and test_trees must be >= 1")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise KTMError(f"eval_limit must be >= 1, got {self.eval_limit}")
+
+
+@dataclass
+class RunConfig:
+    """A whole run: model, data and recipe. Written to ``config.json`` beside the outputs."""
+
+    model: str
+    ktm: KTMConfig
+    train: TrainConfig
+    data: DataConfig
+    curriculum: bool = False
+    round_steps: int = 50
+    max_rounds: int = 10
+    metric: str = DEFAULT_METRIC
+    eval_batch_size: int = 32
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["train"].pop("progress", None)  # display only; not part of what was computed
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        return cls(
+            model=d.pop("model"),
+            ktm=KTMConfig.from_dict(d.pop("ktm")),
+            train=dataclass_from_dict(TrainConfig, d.pop("train"), "train config"),
+            data=dataclass_from_dict(DataConfig, d.pop("data"), "data config"),
+            **d,
+        )
+
+
+def load_stages(data: DataConfig) -> list[Stage]:
+    task = get_task(data.task)
+    if data.data_dir is not None:
+        folder = Path(data.data_dir)
+        if not folder.is_dir():
+            raise KTMError(f"data folder not found: {folder}")
+        return [Stage(folder.name, task.read_split(folder / "train.jsonl"),
+                      task.read_split(folder / "test.jsonl"), 1.0)]
+    stages = []
+    for name in data.stages:
+        spec = get_stage(name)
+        stages.append(Stage(
+            name,
+            generate_split(spec, data.train_trees, data.data_seed, data.balance, data.split_question),
+            generate_split(spec, data.test_trees, data.data_seed + 1, data.balance_test,
+                           data.split_question),
+            spec.threshold,
+        ))
+    return stages
+
+
+def _limited(rows: list[LabeledExample], limit: int | None) -> list[LabeledExample]:
+    return rows if limit is None else rows[:limit]
+
+
+def run_training(cfg: RunConfig, output_dir: str | Path, resume: bool = False,
+                 progress: bool = True) -> dict:
+    """Train as ``cfg`` says, evaluate on the (last reached) test split, write metrics."""
+    out = Path(output_dir)
+    saved = out / "config.json"
+    if saved.is_file():
+        if not resume:
+            raise KTMError(f"{out} already holds a run; pass --resume or choose another --out")
+        if read_json(saved, "run config") != cfg.to_dict():
+            raise KTMError(f"{saved} was written with other options; resume with the same ones")
+    elif resume and (out / "checkpoints").exists():
+        raise KTMError(f"{out} has checkpoints but no config.json; cannot resume")
+    task = get_task(cfg.data.task)
+    stages = load_stages(cfg.data)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(saved, cfg.to_dict())
+    cfg.train.progress = progress
+
+    model = KTMModel.from_base(cfg.model, cfg.ktm)
+    t0 = time.perf_counter()
+    if cfg.curriculum:
+        summaries = run_curriculum(
+            model, task, stages, cfg.train, out, cfg.round_steps, cfg.max_rounds,
+            cfg.metric, cfg.eval_batch_size, resume,
+        )
+        reached = stages[len(summaries) - 1]
+        model.save_pretrained(out / "model")
+        train_info = {"stages": summaries}
+    else:
+        if len(stages) > 1:
+            raise KTMError("several stages need curriculum training (--curriculum)")
+        reached = stages[0]
+        eval_rows = _limited(list(reached.test), cfg.data.eval_limit)
+
+        def evaluate(m: KTMModel) -> dict:
+            return evaluate_classification(m, task, eval_rows, cfg.eval_batch_size)
+
+        result = train(model, [e.to_example() for e in reached.train], cfg.train, out,
+                       evaluate=evaluate, resume=resume)
+        train_info = {"steps": result.steps_done, "processes": result.processes,
+                      "evals": result.evals}
+    train_seconds = time.perf_counter() - t0
+    metrics = evaluate_classification(model, task, list(reached.test), cfg.eval_batch_size)
+    result = {
+        "model": cfg.model, "k": cfg.ktm.k, "merger": cfg.ktm.merger, "stage": reached.name,
+        "train_examples": len(reached.train), "test_examples": len(reached.test),
+        "train_seconds": round(train_seconds, 1), "test": metrics, **train_info,
+    }
+    write_json_atomic(out / "metrics.json", result)
+    return result
