@@ -54,8 +54,15 @@ def test_hidden_factor_any_k_and_paper_defaults():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"k": 0}, {"k": -1}, {"k": 2.5}, {"merger": "conv"}, {"merger_init": "zeros"},
-     {"lora_dropout": 1.5}, {"merger_hidden_factor": 0}],
+    [
+        {"k": 0},
+        {"k": -1},
+        {"k": 2.5},
+        {"merger": "conv"},
+        {"merger_init": "zeros"},
+        {"lora_dropout": 1.5},
+        {"merger_hidden_factor": 0},
+    ],
 )
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(KTMError):

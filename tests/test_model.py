@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ktm import KTMConfig, KTMError, KTMModel
+from ktm import KTMError, KTMModel
 
 PROMPTS = [
     "Tree: +AB\n++CD\n++EF, Task: Parent/Child Relationship, Parent: AB, Child: CD, Answer: ",
@@ -53,7 +53,7 @@ def test_mixed_prefix_suffix_stays_uncompressed(make_model):
     model = make_model(k=4, merger="mean")
     with_suffix = model.compress(["Tree: +AB"], suffixes=[" Parent: AB, Answer: "])
     suffix_ids = model.tokenize([" Parent: AB, Answer: "])[0]
-    tail = with_suffix.embeds[0, -len(suffix_ids):]
+    tail = with_suffix.embeds[0, -len(suffix_ids) :]
     assert torch.allclose(tail, model.embed(torch.tensor(suffix_ids)))
     # suffix changes only the tail, never the compressed blocks
     other = model.compress(["Tree: +AB"], suffixes=[" x"])
@@ -70,8 +70,9 @@ def _naive_greedy(model: KTMModel, prompt: str, steps: int) -> list[int]:
         for _ in range(steps):
             n = embeds.shape[1]
             mask = torch.ones(1, n, dtype=torch.long)
-            h = model.decoder(inputs_embeds=embeds, attention_mask=mask,
-                              position_ids=torch.arange(n)[None]).last_hidden_state
+            h = model.decoder(
+                inputs_embeds=embeds, attention_mask=mask, position_ids=torch.arange(n)[None]
+            ).last_hidden_state
             nxt = model.head(h[:, -1]).argmax(-1)
             if nxt.item() == model.tokenizer.eos_token_id:
                 break
@@ -135,8 +136,15 @@ def test_load_refuses_other_base_model(make_model, tmp_path):
     model = make_model(k=2)
     model.save_pretrained(tmp_path / "ckpt")
     tok = AutoTokenizer.from_pretrained(model.base_model)
-    other = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=1, num_attention_heads=2))
+    other = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        )
+    )
     with pytest.raises(KTMError, match="hidden_size 64"):
         KTMModel.from_pretrained(tmp_path / "ckpt", causal_lm=other, tokenizer=tok)
 

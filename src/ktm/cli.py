@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from .errors import KTMError
 
@@ -35,65 +35,114 @@ def _positive_int(text: str) -> int:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="smollm2-135m",
-                   help="base causal LM: smollm2-135m (bundled), a local folder or a hub id")
+    g.add_argument(
+        "--model",
+        default="smollm2-135m",
+        help="base causal LM: smollm2-135m (bundled), a local folder or a hub id",
+    )
     g.add_argument("--k", type=int, default=4, help="tokens merged per embedding (1 = no merging)")
     g.add_argument("--merger", default="mlp", choices=["mlp", "mean"], help="block merger")
-    g.add_argument("--merger-init", default="mean", choices=["mean", "random"],
-                   help="mean: MLP starts at block mean (zero last layer); random: paper's init")
-    g.add_argument("--merger-hidden-factor", type=float, default=None,
-                   help="MLP width c in h = int(c*K)*d (default: paper's 2.0 for K<=3, 1.5 above)")
+    g.add_argument(
+        "--merger-init",
+        default="mean",
+        choices=["mean", "random"],
+        help="mean: MLP starts at block mean (zero last layer); random: paper's init",
+    )
+    g.add_argument(
+        "--merger-hidden-factor",
+        type=float,
+        default=None,
+        help="MLP width c in h = int(c*K)*d (default: paper's 2.0 for K<=3, 1.5 above)",
+    )
     g.add_argument("--lora-r", type=int, default=4, help="LoRA rank (0 disables LoRA)")
     g.add_argument("--lora-alpha", type=float, default=16)
     g.add_argument("--lora-dropout", type=float, default=0.05)
     g.add_argument("--no-lora-lm-head", action="store_true", help="do not adapt the output layer")
+    g.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="dtype of the frozen base weights (merger and LoRA stay float32)",
+    )
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=_positive_int, default=300, help="optimizer steps (per stage round set)")
+    g.add_argument(
+        "--steps", type=_positive_int, default=300, help="optimizer steps (per stage round set)"
+    )
     g.add_argument("--batch-size", type=_positive_int, default=16, help="examples per step")
     g.add_argument("--grad-accum", type=_positive_int, default=1)
     g.add_argument("--lr", type=float, default=1e-3, help="LoRA learning rate")
-    g.add_argument("--merger-lr", type=float, default=None, help="merger learning rate (default: --lr)")
+    g.add_argument(
+        "--merger-lr", type=float, default=None, help="merger learning rate (default: --lr)"
+    )
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--warmup-steps", type=int, default=10)
     g.add_argument("--schedule", default="cosine", choices=["constant", "linear", "cosine"])
     g.add_argument("--max-grad-norm", type=float, default=1.0)
-    g.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)")
+    g.add_argument(
+        "--eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)"
+    )
     g.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     g.add_argument("--seed", type=int, default=0)
     c = p.add_argument_group("curriculum")
-    c.add_argument("--curriculum", action="store_true",
-                   help="train the --stages in order, moving on when a stage passes its threshold")
-    c.add_argument("--round-steps", type=_positive_int, default=50, help="steps between stage checks")
-    c.add_argument("--max-rounds", type=_positive_int, default=10, help="rounds before giving up a stage")
-    c.add_argument("--metric", default="balanced_accuracy",
-                   choices=["balanced_accuracy", "accuracy"], help="metric a stage must pass")
+    c.add_argument(
+        "--curriculum",
+        action="store_true",
+        help="train the --stages in order, moving on when a stage passes its threshold",
+    )
+    c.add_argument(
+        "--round-steps", type=_positive_int, default=50, help="steps between stage checks"
+    )
+    c.add_argument(
+        "--max-rounds", type=_positive_int, default=10, help="rounds before giving up a stage"
+    )
+    c.add_argument(
+        "--metric",
+        default="balanced_accuracy",
+        choices=["balanced_accuracy", "accuracy"],
+        help="metric a stage must pass",
+    )
 
 
 def _add_data_options(p: argparse.ArgumentParser, for_training: bool) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--task", default="tree", help="registered task name")
     g.add_argument("--data", default=None, help="folder with train.jsonl / test.jsonl")
-    g.add_argument("--stages", default="small",
-                   help="tree stages to generate when --data is not given, comma-separated")
+    g.add_argument(
+        "--stages",
+        default="small",
+        help="tree stages to generate when --data is not given, comma-separated",
+    )
     g.add_argument("--train-trees", type=_positive_int, default=2000)
     g.add_argument("--test-trees", type=_positive_int, default=100)
     g.add_argument("--data-seed", type=int, default=0)
-    g.add_argument("--no-balance", action="store_true", help="keep the natural label skew in training")
+    g.add_argument(
+        "--no-balance", action="store_true", help="keep the natural label skew in training"
+    )
     g.add_argument("--balance-test", action="store_true", help="class-balance the test split too")
-    g.add_argument("--split-question", action="store_true",
-                   help="compress only the tree; keep the question uncompressed")
+    g.add_argument(
+        "--split-question",
+        action="store_true",
+        help="compress only the tree; keep the question uncompressed",
+    )
     if for_training:
-        g.add_argument("--eval-limit", type=_positive_int, default=None,
-                       help="test examples used by periodic evaluations")
+        g.add_argument(
+            "--eval-limit",
+            type=_positive_int,
+            default=None,
+            help="test examples used by periodic evaluations",
+        )
     g.add_argument("--eval-batch-size", type=_positive_int, default=32)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ktm", description="K-Token Merging: train, evaluate and run "
-                     "latent-space prompt compressors for causal LMs.")
+    parser = _Parser(
+        prog="ktm",
+        description="K-Token Merging: train, evaluate and run "
+        "latent-space prompt compressors for causal LMs.",
+    )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"ktm {__version__}")
@@ -125,15 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint", help="a saved model folder, or a run folder (uses <run>/model)")
     _add_data_options(ev, for_training=False)
     ev.add_argument("--split", default="test", choices=["train", "test"])
-    ev.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N examples")
+    ev.add_argument(
+        "--limit", type=_positive_int, default=None, help="evaluate the first N examples"
+    )
     ev.add_argument("--out", default=None, help="write the metrics JSON here")
     ev.set_defaults(func=cmd_eval)
 
     gen = sub.add_parser("generate", help="compress prompts and generate answers")
     gen.add_argument("checkpoint", help="a saved model folder or run folder")
-    gen.add_argument("--prompt", action="append", required=True, help="text to compress (repeatable)")
-    gen.add_argument("--suffix", action="append", default=None,
-                     help="uncompressed text after each prompt (repeat once per prompt)")
+    gen.add_argument(
+        "--prompt", action="append", required=True, help="text to compress (repeatable)"
+    )
+    gen.add_argument(
+        "--suffix",
+        action="append",
+        default=None,
+        help="uncompressed text after each prompt (repeat once per prompt)",
+    )
     gen.add_argument("--max-new-tokens", type=_positive_int, default=32)
     gen.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     gen.add_argument("--temperature", type=float, default=1.0)
@@ -157,18 +214,27 @@ def cmd_data_tree(args: argparse.Namespace) -> int:
 
     stage = get_stage(args.stage)
     out = Path(args.out)
-    train = generate_split(stage, args.train_trees, args.seed, not args.no_balance,
-                           args.split_question)
-    test = generate_split(stage, args.test_trees, args.seed + 1, args.balance_test,
-                          args.split_question)
+    train = generate_split(
+        stage, args.train_trees, args.seed, not args.no_balance, args.split_question
+    )
+    test = generate_split(
+        stage, args.test_trees, args.seed + 1, args.balance_test, args.split_question
+    )
     write_labeled_jsonl(out / "train.jsonl", train)
     write_labeled_jsonl(out / "test.jsonl", test)
-    info = {"task": "tree", "stage": stage.name, "seed": args.seed,
-            "train_trees": args.train_trees, "test_trees": args.test_trees,
-            "balance": not args.no_balance, "balance_test": args.balance_test,
-            "split_question": args.split_question,
-            "train_examples": len(train), "test_examples": len(test),
-            "test_share_true": round(sum(r.label == "true" for r in test) / len(test), 4)}
+    info = {
+        "task": "tree",
+        "stage": stage.name,
+        "seed": args.seed,
+        "train_trees": args.train_trees,
+        "test_trees": args.test_trees,
+        "balance": not args.no_balance,
+        "balance_test": args.balance_test,
+        "split_question": args.split_question,
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "test_share_true": round(sum(r.label == "true" for r in test) / len(test), 4),
+    }
     write_json_atomic(out / "meta.json", info)
     print(json.dumps(info))
     return 0
@@ -178,11 +244,15 @@ def _data_config(args: argparse.Namespace):
     from .runs import DataConfig
 
     return DataConfig(
-        task=args.task, data_dir=args.data,
+        task=args.task,
+        data_dir=args.data,
         stages=[s.strip() for s in args.stages.split(",") if s.strip()],
-        train_trees=args.train_trees, test_trees=args.test_trees,
-        balance=not args.no_balance, balance_test=args.balance_test,
-        split_question=args.split_question, data_seed=args.data_seed,
+        train_trees=args.train_trees,
+        test_trees=args.test_trees,
+        balance=not args.no_balance,
+        balance_test=args.balance_test,
+        split_question=args.split_question,
+        data_seed=args.data_seed,
         eval_limit=getattr(args, "eval_limit", None),
     )
 
@@ -196,23 +266,42 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = RunConfig(
         model=args.model,
-        ktm=KTMConfig(k=args.k, merger=args.merger, merger_init=args.merger_init,
-                      merger_hidden_factor=args.merger_hidden_factor, lora_r=args.lora_r,
-                      lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                      lora_lm_head=not args.no_lora_lm_head),
-        train=TrainConfig(steps=args.steps, batch_size=args.batch_size,
-                          grad_accum=args.grad_accum, lr=args.lr, merger_lr=args.merger_lr,
-                          weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
-                          schedule=args.schedule, max_grad_norm=args.max_grad_norm,
-                          eval_every=args.eval_every, save_every=args.save_every, seed=args.seed),
+        ktm=KTMConfig(
+            k=args.k,
+            merger=args.merger,
+            merger_init=args.merger_init,
+            merger_hidden_factor=args.merger_hidden_factor,
+            lora_r=args.lora_r,
+            lora_alpha=args.lora_alpha,
+            lora_dropout=args.lora_dropout,
+            lora_lm_head=not args.no_lora_lm_head,
+        ),
+        train=TrainConfig(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            grad_accum=args.grad_accum,
+            lr=args.lr,
+            merger_lr=args.merger_lr,
+            weight_decay=args.weight_decay,
+            warmup_steps=args.warmup_steps,
+            schedule=args.schedule,
+            max_grad_norm=args.max_grad_norm,
+            eval_every=args.eval_every,
+            save_every=args.save_every,
+            seed=args.seed,
+        ),
         data=_data_config(args),
-        curriculum=args.curriculum, round_steps=args.round_steps, max_rounds=args.max_rounds,
-        metric=args.metric, eval_batch_size=args.eval_batch_size,
+        curriculum=args.curriculum,
+        round_steps=args.round_steps,
+        max_rounds=args.max_rounds,
+        metric=args.metric,
+        eval_batch_size=args.eval_batch_size,
+        dtype=args.dtype,
     )
     result = run_training(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    from accelerate import PartialState
+    from .distributed import process_state
 
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         print(format_table([result["test"]], CLASSIFICATION_COLUMNS))
         print(f"ktm: model saved to {Path(args.out) / 'model'}")
     return 0
@@ -242,8 +331,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = list(stages[-1].test if args.split == "test" else stages[-1].train)
     rows = rows[: args.limit] if args.limit else rows
     metrics = evaluate_classification(model, task, rows, args.eval_batch_size, progress=True)
-    metrics.update({"checkpoint": str(ckpt), "k": model.k, "split": args.split,
-                    "stage": stages[-1].name})
+    metrics.update(
+        {"checkpoint": str(ckpt), "k": model.k, "split": args.split, "stage": stages[-1].name}
+    )
     print(format_table([metrics], CLASSIFICATION_COLUMNS))
     if args.out:
         write_json_atomic(args.out, metrics)
@@ -256,19 +346,34 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .sampling import SamplingConfig
 
     if args.suffix is not None and len(args.suffix) != len(args.prompt):
-        raise KTMError(f"give one --suffix per --prompt ({len(args.prompt)} prompts, "
-                       f"{len(args.suffix)} suffixes)")
-    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
-                              temperature=args.temperature, top_k=args.top_k,
-                              top_p=args.top_p, seed=args.seed)
+        raise KTMError(
+            f"give one --suffix per --prompt ({len(args.prompt)} prompts, "
+            f"{len(args.suffix)} suffixes)"
+        )
+    sampling = SamplingConfig(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
     model = KTMModel.from_pretrained(_checkpoint_dir(args.checkpoint))
     batch = model.compress(args.prompt, args.suffix)
     ids = model.generate_ids(batch, sampling)
     texts = model.tokenizer.batch_decode(ids, skip_special_tokens=True)
     for i, text in enumerate(texts):
         if args.json:
-            print(json.dumps({"text": text, "tokens_in": batch.tokens_in[i],
-                              "tokens_out": batch.tokens_out[i], "new_tokens": len(ids[i])}))
+            print(
+                json.dumps(
+                    {
+                        "text": text,
+                        "tokens_in": batch.tokens_in[i],
+                        "tokens_out": batch.tokens_out[i],
+                        "new_tokens": len(ids[i]),
+                    }
+                )
+            )
         else:
             print(text)
     return 0

@@ -90,5 +90,3 @@ def dataclass_from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
         return cls(**data)
     except TypeError as e:
         raise KTMError(f"bad {what}: {e}") from None
-
-

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
+from .distributed import process_state
 from .errors import KTMError
 from .evaluation import evaluate_classification
 from .io_utils import read_json, write_json_atomic
@@ -52,8 +53,9 @@ def run_curriculum(
         raise KTMError("round_steps and max_rounds must be >= 1")
     out = Path(output_dir)
     state_file = out / STATE_NAME
-    summaries: list[dict] = read_json(state_file, "curriculum state") if (
-        resume and state_file.is_file()) else []
+    summaries: list[dict] = (
+        read_json(state_file, "curriculum state") if (resume and state_file.is_file()) else []
+    )
     done = {s["stage"] for s in summaries}
     for i, stage in enumerate(stages):
         stage_dir = out / f"stage-{i}-{stage.name}"
@@ -64,26 +66,40 @@ def run_curriculum(
                 break
             continue
         stage_cfg = dataclasses.replace(
-            config, steps=round_steps * max_rounds, eval_every=round_steps,
-            save_every=round_steps, warmup_steps=config.warmup_steps if i == 0 else 0,
+            config,
+            steps=round_steps * max_rounds,
+            eval_every=round_steps,
+            save_every=round_steps,
+            warmup_steps=config.warmup_steps if i == 0 else 0,
         )
-        log(f"ktm: stage {i + 1}/{len(stages)} {stage.name}: {len(stage.train)} train / "
-            f"{len(stage.test)} test examples, pass at {metric} >= {stage.threshold}")
+        log(
+            f"ktm: stage {i + 1}/{len(stages)} {stage.name}: {len(stage.train)} train / "
+            f"{len(stage.test)} test examples, pass at {metric} >= {stage.threshold}"
+        )
 
         def evaluate(m: KTMModel, st: Stage = stage) -> dict:
             return evaluate_classification(m, task, st.test, eval_batch_size)
 
         result = train(
-            model, [e.to_example() for e in stage.train], stage_cfg, stage_dir,
-            evaluate=evaluate, should_stop=lambda m, t=stage.threshold: m.get(metric, 0) >= t,
+            model,
+            [e.to_example() for e in stage.train],
+            stage_cfg,
+            stage_dir,
+            evaluate=evaluate,
+            should_stop=lambda m, t=stage.threshold: m.get(metric, 0) >= t,
             resume=resume,
         )
         final = result.evals[-1]
-        summary = {"stage": stage.name, "passed": final.get(metric, 0) >= stage.threshold,
-                   "steps": result.steps_done, "seconds": round(result.seconds, 1),
-                   "metrics": final}
+        summary = {
+            "stage": stage.name,
+            "passed": final.get(metric, 0) >= stage.threshold,
+            "steps": result.steps_done,
+            "seconds": round(result.seconds, 1),
+            "metrics": final,
+        }
         summaries.append(summary)
-        write_json_atomic(state_file, summaries)
+        if process_state().is_main_process:
+            write_json_atomic(state_file, summaries)
         if not summary["passed"]:
             log(f"ktm: stage {stage.name} did not pass after {max_rounds} rounds; stopping")
             break

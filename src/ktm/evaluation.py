@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
+from .distributed import process_state
 from .metrics import classification_metrics
 from .model import KTMModel
 from .tasks.base import ClassificationTask, LabeledExample
@@ -28,7 +29,7 @@ def predict_labels(
         rng = tqdm(rng, desc="eval", unit="batch", leave=False)
     has_suffix = any(e.suffix for e in examples)
     for start in rng:
-        chunk = examples[start:start + batch_size]
+        chunk = examples[start : start + batch_size]
         suffixes = [e.suffix or "" for e in chunk] if has_suffix else None
         idx = model.classify([e.prompt for e in chunk], list(labels), suffixes)
         preds.extend(labels[i] for i in idx)
@@ -46,15 +47,16 @@ def evaluate_classification(
 
     Under ``accelerate launch`` each process predicts a shard; all get the full metrics.
     """
-    from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    state = PartialState()
+    state = process_state()
     world, rank = state.num_processes, state.process_index
     mine = list(range(rank, len(examples), world))
     t0 = time.perf_counter()
     with torch.no_grad():
-        preds = predict_labels(model, [examples[i] for i in mine], task.labels, batch_size, progress)
+        preds = predict_labels(
+            model, [examples[i] for i in mine], task.labels, batch_size, progress
+        )
     pairs = list(zip(mine, preds))
     if world > 1:
         pairs = gather_object(pairs)

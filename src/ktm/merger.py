@@ -35,8 +35,8 @@ class MeanMerger(nn.Module):
         self.hidden_size = hidden_size
 
     def forward(self, blocks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(N, K, d), (N, K) -> (N, d)."""
-        return masked_block_mean(blocks, mask)
+        """(N, K, d), (N, K) -> (N, d), in the dtype of ``blocks`` (averaged in fp32)."""
+        return masked_block_mean(blocks.float(), mask).to(blocks.dtype)
 
 
 class MLPMerger(nn.Module):
@@ -65,9 +65,13 @@ class MLPMerger(nn.Module):
             nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, blocks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(N, K, d), (N, K) -> (N, d)."""
-        flat = blocks.reshape(blocks.shape[0], self.k * self.hidden_size)
-        return masked_block_mean(blocks, mask) + self.mlp(flat)
+        """(N, K, d), (N, K) -> (N, d), in the dtype of ``blocks``.
+
+        The merger computes in its own dtype (fp32 by default, also under a bf16 base model).
+        """
+        x = blocks.to(self.mlp[0].weight.dtype)
+        flat = x.reshape(x.shape[0], self.k * self.hidden_size)
+        return (masked_block_mean(x, mask) + self.mlp(flat)).to(blocks.dtype)
 
 
 def build_merger(config: KTMConfig, hidden_size: int) -> nn.Module:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -118,9 +117,7 @@ class KTMModel(nn.Module):
                     lm = get_peft_model(causal_lm, lora)
             except ValueError as e:
                 raise KTMError(f"LoRA targets {targets} do not fit this model: {e}") from None
-        hidden = _base_info(causal_lm)["hidden_size"]
-        dtype = causal_lm.get_input_embeddings().weight.dtype
-        merger = build_merger(config, hidden).to(dtype)
+        merger = build_merger(config, _base_info(causal_lm)["hidden_size"])  # fp32, trainable
         return cls(lm, tokenizer, merger, config, name)
 
     # ----------------------------------------------------------------- parts
@@ -416,7 +413,6 @@ class KTMModel(nn.Module):
                 raise KTMError(f"could not load adapter {adapter}: {e}") from None
         merger = build_merger(config, actual["hidden_size"])
         _load_merger(merger, path / MERGER_NAME)
-        merger.to(causal_lm.get_input_embeddings().weight.dtype)
         merger.requires_grad_(trainable)
         return cls(lm, tokenizer, merger, config, name)
 
@@ -450,5 +446,3 @@ class _eval_mode:
 
     def __exit__(self, *exc) -> None:
         self.module.train(self.was_training)
-
-

@@ -11,8 +11,8 @@ Left padding keeps every row's last position aligned for batched generation.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import nn

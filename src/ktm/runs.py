@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import KTMConfig, dataclass_from_dict
 from .curriculum import Stage, run_curriculum
+from .distributed import process_state
 from .errors import KTMError
 from .evaluation import evaluate_classification
 from .io_utils import read_json, write_json_atomic
@@ -23,6 +24,7 @@ from .tasks.tree import generate_split, get_stage
 from .training import TrainConfig, train
 
 DEFAULT_METRIC = "balanced_accuracy"
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclass
@@ -79,6 +81,11 @@ class RunConfig:
     max_rounds: int = 10
     metric: str = DEFAULT_METRIC
     eval_batch_size: int = 32
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise KTMError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -103,18 +110,33 @@ def load_stages(data: DataConfig) -> list[Stage]:
         folder = Path(data.data_dir)
         if not folder.is_dir():
             raise KTMError(f"data folder not found: {folder}")
-        return [Stage(folder.name, task.read_split(folder / "train.jsonl"),
-                      task.read_split(folder / "test.jsonl"), 1.0)]
+        return [
+            Stage(
+                folder.name,
+                task.read_split(folder / "train.jsonl"),
+                task.read_split(folder / "test.jsonl"),
+                1.0,
+            )
+        ]
     stages = []
     for name in data.stages:
         spec = get_stage(name)
-        stages.append(Stage(
-            name,
-            generate_split(spec, data.train_trees, data.data_seed, data.balance, data.split_question),
-            generate_split(spec, data.test_trees, data.data_seed + 1, data.balance_test,
-                           data.split_question),
-            spec.threshold,
-        ))
+        stages.append(
+            Stage(
+                name,
+                generate_split(
+                    spec, data.train_trees, data.data_seed, data.balance, data.split_question
+                ),
+                generate_split(
+                    spec,
+                    data.test_trees,
+                    data.data_seed + 1,
+                    data.balance_test,
+                    data.split_question,
+                ),
+                spec.threshold,
+            )
+        )
     return stages
 
 
@@ -122,8 +144,9 @@ def _limited(rows: list[LabeledExample], limit: int | None) -> list[LabeledExamp
     return rows if limit is None else rows[:limit]
 
 
-def run_training(cfg: RunConfig, output_dir: str | Path, resume: bool = False,
-                 progress: bool = True) -> dict:
+def run_training(
+    cfg: RunConfig, output_dir: str | Path, resume: bool = False, progress: bool = True
+) -> dict:
     """Train as ``cfg`` says, evaluate on the (last reached) test split, write metrics."""
     out = Path(output_dir)
     saved = out / "config.json"
@@ -134,21 +157,37 @@ def run_training(cfg: RunConfig, output_dir: str | Path, resume: bool = False,
             raise KTMError(f"{saved} was written with other options; resume with the same ones")
     elif resume and (out / "checkpoints").exists():
         raise KTMError(f"{out} has checkpoints but no config.json; cannot resume")
+    state = process_state()
     task = get_task(cfg.data.task)
     stages = load_stages(cfg.data)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(saved, cfg.to_dict())
+    state.wait_for_everyone()  # every process has checked the folder before anyone writes
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(saved, cfg.to_dict())
+    state.wait_for_everyone()
     cfg.train.progress = progress
 
-    model = KTMModel.from_base(cfg.model, cfg.ktm)
+    import torch
+
+    torch.manual_seed(cfg.train.seed)  # LoRA and merger initialisation
+    model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
     t0 = time.perf_counter()
     if cfg.curriculum:
         summaries = run_curriculum(
-            model, task, stages, cfg.train, out, cfg.round_steps, cfg.max_rounds,
-            cfg.metric, cfg.eval_batch_size, resume,
+            model,
+            task,
+            stages,
+            cfg.train,
+            out,
+            cfg.round_steps,
+            cfg.max_rounds,
+            cfg.metric,
+            cfg.eval_batch_size,
+            resume,
         )
         reached = stages[len(summaries) - 1]
-        model.save_pretrained(out / "model")
+        if state.is_main_process:
+            model.save_pretrained(out / "model")
         train_info = {"stages": summaries}
     else:
         if len(stages) > 1:
@@ -159,16 +198,33 @@ def run_training(cfg: RunConfig, output_dir: str | Path, resume: bool = False,
         def evaluate(m: KTMModel) -> dict:
             return evaluate_classification(m, task, eval_rows, cfg.eval_batch_size)
 
-        result = train(model, [e.to_example() for e in reached.train], cfg.train, out,
-                       evaluate=evaluate, resume=resume)
-        train_info = {"steps": result.steps_done, "processes": result.processes,
-                      "evals": result.evals}
+        result = train(
+            model,
+            [e.to_example() for e in reached.train],
+            cfg.train,
+            out,
+            evaluate=evaluate,
+            resume=resume,
+        )
+        train_info = {
+            "steps": result.steps_done,
+            "processes": result.processes,
+            "evals": result.evals,
+        }
     train_seconds = time.perf_counter() - t0
     metrics = evaluate_classification(model, task, list(reached.test), cfg.eval_batch_size)
     result = {
-        "model": cfg.model, "k": cfg.ktm.k, "merger": cfg.ktm.merger, "stage": reached.name,
-        "train_examples": len(reached.train), "test_examples": len(reached.test),
-        "train_seconds": round(train_seconds, 1), "test": metrics, **train_info,
+        "model": cfg.model,
+        "k": cfg.ktm.k,
+        "merger": cfg.ktm.merger,
+        "stage": reached.name,
+        "train_examples": len(reached.train),
+        "test_examples": len(reached.test),
+        "train_seconds": round(train_seconds, 1),
+        "test": metrics,
+        **train_info,
     }
-    write_json_atomic(out / "metrics.json", result)
+    if state.is_main_process:
+        write_json_atomic(out / "metrics.json", result)
+    state.wait_for_everyone()
     return result

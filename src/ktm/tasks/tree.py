@@ -52,8 +52,8 @@ def get_stage(name: str) -> TreeStage:
 
 @dataclass
 class Tree:
-    names: list[str]          # in rendering (depth-first) order
-    depth: list[int]          # 1 for the root
+    names: list[str]  # in rendering (depth-first) order
+    depth: list[int]  # 1 for the root
     parent: list[int | None]  # index into names
 
     def render(self) -> str:
@@ -98,8 +98,10 @@ def random_tree(stage: TreeStage, rng: random.Random) -> Tree:
 
 def tree_prompt(tree_text: str, parent: str, child: str) -> str:
     """The paper's prompt."""
-    return (f"Tree: {tree_text}, Task: Parent/Child Relationship, Parent: {parent}, "
-            f"Child: {child}, Answer: ")
+    return (
+        f"Tree: {tree_text}, Task: Parent/Child Relationship, Parent: {parent}, "
+        f"Child: {child}, Answer: "
+    )
 
 
 def tree_examples(tree: Tree, split_question: bool = False) -> list[LabeledExample]:

@@ -23,11 +23,18 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+    }
 
 
 def save_checkpoint(
-    folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict, keep: int
+    folder: Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict,
+    keep: int,
 ) -> Path:
     from safetensors.torch import save_file
 
@@ -84,6 +91,8 @@ def load_trainable(path: Path, model: nn.Module) -> None:
     with torch.no_grad():
         for name, value in weights.items():
             if params[name].shape != value.shape:
-                raise KTMError(f"checkpoint {path}: {name} has shape {tuple(value.shape)}, "
-                               f"the model {tuple(params[name].shape)}")
+                raise KTMError(
+                    f"checkpoint {path}: {name} has shape {tuple(value.shape)}, "
+                    f"the model {tuple(params[name].shape)}"
+                )
             params[name].copy_(value)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
+from ..distributed import make_accelerator
 from ..errors import KTMError
 from ..io_utils import write_json_atomic, write_text_atomic
 from ..model import KTMModel
@@ -40,8 +41,11 @@ class _Tokenized:
     answer: list[list[int]]
 
     def select(self, idx: Sequence[int]) -> tuple[list, list, list]:
-        return ([self.prompt[i] for i in idx], [self.answer[i] for i in idx],
-                [self.suffix[i] for i in idx])
+        return (
+            [self.prompt[i] for i in idx],
+            [self.answer[i] for i in idx],
+            [self.suffix[i] for i in idx],
+        )
 
 
 def _tokenize(model: KTMModel, examples: Sequence[Example]) -> _Tokenized:
@@ -73,11 +77,9 @@ def train(
     ``evaluate(model) -> metrics`` runs every ``config.eval_every`` steps and at the end (on
     every process; shard inside it); ``should_stop(metrics)`` ends the run early.
     """
-    from accelerate import Accelerator
-
     out = Path(output_dir)
     ckpt_dir = out / "checkpoints"
-    accelerator = Accelerator()
+    accelerator = make_accelerator()
     world, rank = accelerator.num_processes, accelerator.process_index
     micro = config.batch_size // config.grad_accum
     if micro % world:
@@ -88,7 +90,9 @@ def train(
 
     data = _tokenize(model, examples)
     order = SampleOrder(len(examples), config.seed)
-    lora = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("merger.")]
+    lora = [
+        p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("merger.")
+    ]
     merger = [p for p in model.merger.parameters() if p.requires_grad]
     groups = [{"params": lora, "lr": config.lr, "base_lr": config.lr}]
     if merger:
@@ -105,7 +109,9 @@ def train(
             result.history, result.evals = state["history"], state["evals"]
             accelerator.print(f"ktm: resuming from {found[-1]} (step {start})")
     elif list_checkpoints(ckpt_dir):
-        raise KTMError(f"{out} already holds a run; pass --resume to continue it or pick a new folder")
+        raise KTMError(
+            f"{out} already holds a run; pass --resume to continue it or pick a new folder"
+        )
 
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     model.train()
@@ -117,9 +123,14 @@ def train(
 
     def checkpoint(step: int) -> None:
         if accelerator.is_main_process:
-            save_checkpoint(ckpt_dir, step, accelerator.unwrap_model(wrapped), optimizer,
-                            {"history": result.history, "evals": result.evals},
-                            config.keep_checkpoints)
+            save_checkpoint(
+                ckpt_dir,
+                step,
+                accelerator.unwrap_model(wrapped),
+                optimizer,
+                {"history": result.history, "evals": result.evals},
+                config.keep_checkpoints,
+            )
             _write_logs(out, result)
         accelerator.wait_for_everyone()
 
@@ -128,8 +139,11 @@ def train(
             return False
         metrics = {"step": step, **evaluate(accelerator.unwrap_model(wrapped))}
         result.evals.append(metrics)
-        shown = {k: round(v, 4) for k, v in metrics.items()
-                 if k in ("accuracy", "balanced_accuracy", "f1_true", "majority_baseline")}
+        shown = {
+            k: round(v, 4)
+            for k, v in metrics.items()
+            if k in ("accuracy", "balanced_accuracy", "f1_true", "majority_baseline")
+        }
         accelerator.print(f"ktm: eval at step {step}: {json.dumps(shown)}")
         model.train()
         return bool(should_stop and should_stop(metrics))
@@ -147,7 +161,7 @@ def train(
         t_step = time.perf_counter()
         loss_sum = torch.zeros((), device=accelerator.device)
         for m in range(config.grad_accum):
-            local = batch[m * micro:(m + 1) * micro][rank::world]
+            local = batch[m * micro : (m + 1) * micro][rank::world]
             prompts, answers, suffixes = data.select(local)
             ctx = accelerator.no_sync(wrapped) if m < config.grad_accum - 1 else _null()
             with ctx:
@@ -156,7 +170,9 @@ def train(
                 accelerator.backward(summed * world / n_answer)
             loss_sum += summed.detach()
         if config.max_grad_norm:
-            accelerator.clip_grad_norm_([p for g in groups for p in g["params"]], config.max_grad_norm)
+            accelerator.clip_grad_norm_(
+                [p for g in groups for p in g["params"]], config.max_grad_norm
+            )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         loss = accelerator.reduce(loss_sum, "sum").item() / n_answer
@@ -165,8 +181,13 @@ def train(
         seconds = time.perf_counter() - t_step
         tokens = sum(len(data.prompt[i]) + len(data.suffix[i]) for i in batch)
         step += 1
-        record = {"step": step, "loss": round(loss, 6), "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": round(seconds, 4), "prompt_tokens_per_s": round(tokens / seconds, 1)}
+        record = {
+            "step": step,
+            "loss": round(loss, 6),
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(seconds, 4),
+            "prompt_tokens_per_s": round(tokens / seconds, 1),
+        }
         result.history.append(record)
         if on_step:
             on_step(record)
@@ -192,7 +213,9 @@ def train(
 
 
 def _write_logs(out: Path, result: TrainResult) -> None:
-    write_text_atomic(out / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in result.history))
+    write_text_atomic(
+        out / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in result.history)
+    )
     write_json_atomic(out / "evals.json", result.evals)
 
 

@@ -1,0 +1,168 @@
+"""The training engine on a tiny model: learning, exact resume, two processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ktm import KTMConfig, KTMModel
+from ktm.errors import KTMError
+from ktm.training import Example, TrainConfig, train
+from ktm.training.data import SampleOrder
+
+EXAMPLES = [
+    Example(f"Item {i}: " + "word " * (i % 7 + 1), "true" if i % 2 else "false") for i in range(40)
+]
+
+
+def _model(tiny_model_dir, **cfg):
+    torch.manual_seed(0)
+    return KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4, **cfg))
+
+
+def _cfg(**kw):
+    base = dict(steps=8, batch_size=4, lr=5e-3, warmup_steps=1, save_every=2, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_sample_order_is_reproducible_and_covers_epochs():
+    order = SampleOrder(10, seed=3)
+    first = order.take(0, 10)
+    assert sorted(first) == list(range(10))
+    assert SampleOrder(10, seed=3).take(5, 10) == first[5:] + order.take(10, 5)
+
+
+def test_loss_decreases(tiny_model_dir, tmp_path):
+    model = _model(tiny_model_dir)
+    result = train(model, EXAMPLES, _cfg(steps=30, lr=2e-2, save_every=0), tmp_path / "run")
+    losses = [r["loss"] for r in result.history]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
+    assert (tmp_path / "run" / "model" / "ktm_config.json").is_file()
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_interrupted_then_resumed_gives_same_loss_curve(tiny_model_dir, tmp_path):
+    full = train(_model(tiny_model_dir), EXAMPLES, _cfg(), tmp_path / "full")
+
+    def crash_at_5(record):
+        if record["step"] == 5:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        train(_model(tiny_model_dir), EXAMPLES, _cfg(), tmp_path / "cut", on_step=crash_at_5)
+    # a second model built from scratch continues from the step-4 checkpoint
+    resumed = train(_model(tiny_model_dir), EXAMPLES, _cfg(), tmp_path / "cut", resume=True)
+    a = [r["loss"] for r in full.history]
+    b = [r["loss"] for r in resumed.history]
+    assert len(b) == len(a) == 8
+    assert a == pytest.approx(b, abs=1e-6)
+    wa = KTMModel.from_pretrained(tmp_path / "full" / "model").merger.state_dict()
+    wb = KTMModel.from_pretrained(tmp_path / "cut" / "model").merger.state_dict()
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_existing_run_needs_resume(tiny_model_dir, tmp_path):
+    train(_model(tiny_model_dir), EXAMPLES, _cfg(steps=2), tmp_path / "run")
+    with pytest.raises(KTMError, match="--resume"):
+        train(_model(tiny_model_dir), EXAMPLES, _cfg(steps=2), tmp_path / "run")
+
+
+def test_grad_accum_matches_full_batch(tiny_model_dir, tmp_path):
+    a = train(_model(tiny_model_dir, lora_dropout=0.0), EXAMPLES, _cfg(steps=3), tmp_path / "a")
+    b = train(
+        _model(tiny_model_dir, lora_dropout=0.0),
+        EXAMPLES,
+        _cfg(steps=3, grad_accum=2),
+        tmp_path / "b",
+    )
+    assert [r["loss"] for r in a.history] == pytest.approx([r["loss"] for r in b.history], abs=1e-4)
+
+
+def test_bad_train_config():
+    with pytest.raises(KTMError):
+        TrainConfig(batch_size=6, grad_accum=4)
+    with pytest.raises(KTMError):
+        TrainConfig(lr=-1.0)
+    with pytest.raises(KTMError):
+        TrainConfig(schedule="step")
+
+
+def test_two_process_accelerate_run_matches_one_process(tiny_model_dir, tmp_path):
+    """`accelerate launch --num_processes 2` on CPU: same losses as one process (no dropout)."""
+    data = tmp_path / "data"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ktm.cli",
+            "data",
+            "tree",
+            "--train-trees",
+            "30",
+            "--test-trees",
+            "5",
+            "--out",
+            str(data),
+        ],
+        check=True,
+        env=env,
+    )
+    args = [
+        "train",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "--k",
+        "3",
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--lora-dropout",
+        "0",
+        "--no-progress",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "ktm.cli", *args, "--out", str(tmp_path / "one")],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "ktm.cli",
+        *args,
+        "--out",
+        str(tmp_path / "two"),
+    ]
+    proc = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert two["processes"] == 2 and one["processes"] == 1
+    losses = [
+        [json.loads(line)["loss"] for line in open(tmp_path / run / "train_log.jsonl")]
+        for run in ("one", "two")
+    ]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-4)
