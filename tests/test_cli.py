@@ -1,0 +1,118 @@
+"""The CLI end to end on the tiny model, and every bad input → one line, exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ktm.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ktm.cli", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def tree_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tree")
+    assert main(["data", "tree", "--train-trees", "40", "--test-trees", "8", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tree_data, tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    code = main(["train", "--model", str(tiny_model_dir), "--data", str(tree_data), "--k", "4",
+                 "--steps", "4", "--batch-size", "4", "--save-every", "2", "--out", str(out),
+                 "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_data_tree_writes_splits(tree_data):
+    meta = json.loads((tree_data / "meta.json").read_text())
+    assert meta["train_examples"] > 0 and meta["balance"] is True
+    first = json.loads((tree_data / "train.jsonl").read_text().splitlines()[0])
+    assert set(first) == {"prompt", "label"} and first["label"] in ("true", "false")
+
+
+def test_train_writes_everything(trained):
+    for name in ("config.json", "metrics.json", "train_log.jsonl", "evals.json"):
+        assert (trained / name).is_file(), name
+    assert (trained / "model" / "ktm_config.json").is_file()
+    cfg = json.loads((trained / "config.json").read_text())
+    assert cfg["ktm"]["k"] == 4 and cfg["train"]["steps"] == 4
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "f1_true", "majority_baseline"):
+        assert key in metrics["test"]
+
+
+def test_eval_and_generate(trained, tree_data, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    assert main(["eval", str(trained), "--data", str(tree_data), "--out", str(out)]) == 0
+    assert "balanced acc" in capsys.readouterr().out
+    assert json.loads(out.read_text())["k"] == 4
+    code = main(["generate", str(trained), "--prompt", "Tree: +AB\n++CD, Answer: ",
+                 "--max-new-tokens", "3", "--json"])
+    assert code == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["tokens_out"] < line["tokens_in"]
+
+
+def test_config_file_supplies_options(tree_data, tiny_model_dir, tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"model": str(tiny_model_dir), "data": str(tree_data), "k": 2,
+                               "steps": 2, "batch-size": 2, "out": str(tmp_path / "r"),
+                               "no_progress": True}))
+    assert main(["train", "--config", str(cfg), "--steps", "1"]) == 0
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["ktm"]["k"] == 2 and saved["train"]["steps"] == 1  # CLI wins over the file
+
+
+BAD = {
+    "k below 1": (["train", "--k", "0", "--out", "{tmp}/a"], "k must be"),
+    "missing data folder": (["train", "--data", "{tmp}/nope", "--out", "{tmp}/b"], "not found"),
+    "unknown model": (["train", "--model", "no-such/model-xyz", "--out", "{tmp}/c",
+                       "--steps", "1"], "model"),
+    "missing checkpoint": (["generate", "{tmp}/nothing", "--prompt", "hi"], "not found"),
+    "unknown stage": (["data", "tree", "--stage", "giant", "--out", "{tmp}/d"], "stage"),
+    "malformed config": (["train", "--config", "{tmp}/bad.json"], "not valid JSON"),
+    "unknown config key": (["train", "--config", "{tmp}/unknown.json"], "unknown option"),
+    "bad option value": (["train", "--steps", "zero", "--out", "{tmp}/e"], "integer"),
+    "no subcommand": ([], "required"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_exits_2_with_one_line(case, tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "unknown.json").write_text('{"kay": 4}')
+    args, expected = BAD[case]
+    proc = run(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("ktm: error")]
+    assert len(lines) == 1
+    assert not (tmp_path / "a").exists() and not (tmp_path / "e").exists()
+
+
+def test_empty_prompt_and_mismatched_checkpoint(trained, tmp_path):
+    proc = run("generate", str(trained), "--prompt", "   ")
+    assert proc.returncode == 2 and "empty" in proc.stderr and "Traceback" not in proc.stderr
+    cfg = json.loads((trained / "model" / "ktm_config.json").read_text())
+    cfg["base_model_info"]["hidden_size"] = 999
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(trained / "model", broken)
+    (broken / "ktm_config.json").write_text(json.dumps(cfg))
+    proc = run("generate", str(broken), "--prompt", "hello")
+    assert proc.returncode == 2 and "hidden_size 999" in proc.stderr
+
+
+def test_existing_run_refused_without_resume(trained, tree_data, tiny_model_dir):
+    proc = run("train", "--model", str(tiny_model_dir), "--data", str(tree_data), "--k", "4",
+               "--steps", "4", "--batch-size", "4", "--out", str(trained), "--no-progress")
+    assert proc.returncode == 2 and "--resume" in proc.stderr
