@@ -16,16 +16,35 @@ def run(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def tree_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("tree")
-    assert main(["data", "tree", "--train-trees", "40", "--test-trees", "8", "--out", str(out)]) == 0
+    assert (
+        main(["data", "tree", "--train-trees", "40", "--test-trees", "8", "--out", str(out)]) == 0
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def trained(tree_data, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
-    code = main(["train", "--model", str(tiny_model_dir), "--data", str(tree_data), "--k", "4",
-                 "--steps", "4", "--batch-size", "4", "--save-every", "2", "--out", str(out),
-                 "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(tree_data),
+            "--k",
+            "4",
+            "--steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--save-every",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return out
 
@@ -53,8 +72,17 @@ def test_eval_and_generate(trained, tree_data, tmp_path, capsys):
     assert main(["eval", str(trained), "--data", str(tree_data), "--out", str(out)]) == 0
     assert "balanced acc" in capsys.readouterr().out
     assert json.loads(out.read_text())["k"] == 4
-    code = main(["generate", str(trained), "--prompt", "Tree: +AB\n++CD, Answer: ",
-                 "--max-new-tokens", "3", "--json"])
+    code = main(
+        [
+            "generate",
+            str(trained),
+            "--prompt",
+            "Tree: +AB\n++CD, Answer: ",
+            "--max-new-tokens",
+            "3",
+            "--json",
+        ]
+    )
     assert code == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["tokens_out"] < line["tokens_in"]
@@ -62,9 +90,19 @@ def test_eval_and_generate(trained, tree_data, tmp_path, capsys):
 
 def test_config_file_supplies_options(tree_data, tiny_model_dir, tmp_path):
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"model": str(tiny_model_dir), "data": str(tree_data), "k": 2,
-                               "steps": 2, "batch-size": 2, "out": str(tmp_path / "r"),
-                               "no_progress": True}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "model": str(tiny_model_dir),
+                "data": str(tree_data),
+                "k": 2,
+                "steps": 2,
+                "batch-size": 2,
+                "out": str(tmp_path / "r"),
+                "no_progress": True,
+            }
+        )
+    )
     assert main(["train", "--config", str(cfg), "--steps", "1"]) == 0
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["ktm"]["k"] == 2 and saved["train"]["steps"] == 1  # CLI wins over the file
@@ -73,8 +111,10 @@ def test_config_file_supplies_options(tree_data, tiny_model_dir, tmp_path):
 BAD = {
     "k below 1": (["train", "--k", "0", "--out", "{tmp}/a"], "k must be"),
     "missing data folder": (["train", "--data", "{tmp}/nope", "--out", "{tmp}/b"], "not found"),
-    "unknown model": (["train", "--model", "no-such/model-xyz", "--out", "{tmp}/c",
-                       "--steps", "1"], "model"),
+    "unknown model": (
+        ["train", "--model", "no-such/model-xyz", "--out", "{tmp}/c", "--steps", "1"],
+        "model",
+    ),
     "missing checkpoint": (["generate", "{tmp}/nothing", "--prompt", "hi"], "not found"),
     "unknown stage": (["data", "tree", "--stage", "giant", "--out", "{tmp}/d"], "stage"),
     "malformed config": (["train", "--config", "{tmp}/bad.json"], "not valid JSON"),
@@ -113,6 +153,20 @@ def test_empty_prompt_and_mismatched_checkpoint(trained, tmp_path):
 
 
 def test_existing_run_refused_without_resume(trained, tree_data, tiny_model_dir):
-    proc = run("train", "--model", str(tiny_model_dir), "--data", str(tree_data), "--k", "4",
-               "--steps", "4", "--batch-size", "4", "--out", str(trained), "--no-progress")
+    proc = run(
+        "train",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(tree_data),
+        "--k",
+        "4",
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--out",
+        str(trained),
+        "--no-progress",
+    )
     assert proc.returncode == 2 and "--resume" in proc.stderr

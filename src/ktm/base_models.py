@@ -104,7 +104,9 @@ def load_base(name: str, dtype: "torch.dtype | None" = None):  # noqa: F821
     """Load (causal LM, tokenizer) for ``name``; the tokenizer always has a pad token."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a 0.1 s load needs no bar; ktm shows its own
     path = resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)

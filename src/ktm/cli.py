@@ -200,7 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print JSON with token counts")
     gen.set_defaults(func=cmd_generate)
 
-    for p in (data, tree, tr, ev, gen):
+    bench = sub.add_parser("bench", help="measure: compare arms on a task, or prefill speed")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
+    bt = bench_sub.add_parser("tree", help="train and compare arms (K values, mergers) on trees")
+    bt.add_argument(
+        "--arms",
+        default="k4,k1,k4-mean",
+        help="comma-separated: k<K> (MLP merger), k<K>-mean, k<K>-random",
+    )
+    _add_model_options(bt)
+    _add_train_options(bt)
+    _add_data_options(bt, for_training=True)
+    bt.add_argument("--out", required=True, help="folder for the arms, results.json, results.md")
+    bt.add_argument("--no-progress", action="store_true")
+    bt.set_defaults(func=cmd_bench_tree)
+
+    for p in (data, tree, tr, ev, gen, bench, bt):
         p.add_argument("--config", default=None, help="JSON file of option values")
     return parser
 
@@ -257,14 +272,12 @@ def _data_config(args: argparse.Namespace):
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train; writes config.json, checkpoints/, train_log.jsonl, metrics.json and model/."""
+def _run_config(args: argparse.Namespace):
     from .config import KTMConfig
-    from .report import CLASSIFICATION_COLUMNS, format_table
-    from .runs import RunConfig, run_training
+    from .runs import RunConfig
     from .training import TrainConfig
 
-    cfg = RunConfig(
+    return RunConfig(
         model=args.model,
         ktm=KTMConfig(
             k=args.k,
@@ -298,6 +311,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_batch_size=args.eval_batch_size,
         dtype=args.dtype,
     )
+
+
+def cmd_bench_tree(args: argparse.Namespace) -> int:
+    """Train every arm with the same data, steps and seed; print and save the comparison."""
+    from .bench.arms import run_arms
+
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    run_arms(_run_config(args), arms, args.out, progress=not args.no_progress)
+    print((Path(args.out) / "results.md").read_text(), end="")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train; writes config.json, checkpoints/, train_log.jsonl, metrics.json and model/."""
+    from .report import CLASSIFICATION_COLUMNS, format_table
+    from .runs import run_training
+
+    cfg = _run_config(args)
     result = run_training(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     from .distributed import process_state
 

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+PERCENT_KEYS = {
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "f1_true",
+    "majority_baseline",
+    "kept",
+}
+
 
 def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
-    """A Markdown table; ``columns`` are (key, header) pairs; floats in [0, 1] as percent."""
+    """A Markdown table; ``columns`` are (key, header) pairs; rates shown as percent."""
 
-    def cell(v) -> str:
+    def cell(key: str, v) -> str:
         if isinstance(v, float):
-            return f"{100 * v:.1f}%" if 0.0 <= v <= 1.0 else f"{v:.2f}"
+            return f"{100 * v:.1f}%" if key in PERCENT_KEYS else f"{v:.2f}"
         return "" if v is None else str(v)
 
     header = "| " + " | ".join(h for _, h in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
+    body = ["| " + " | ".join(cell(k, r.get(k)) for k, _ in columns) + " |" for r in rows]
     return "\n".join([header, rule, *body])
 
 
