@@ -215,7 +215,28 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--no-progress", action="store_true")
     bt.set_defaults(func=cmd_bench_tree)
 
-    for p in (data, tree, tr, ev, gen, bench, bt):
+    bs = bench_sub.add_parser("speed", help="time to first token and prefill time per K")
+    bs.add_argument("--model", default="smollm2-135m")
+    bs.add_argument("--k", default="1,4", help="comma-separated K values")
+    bs.add_argument("--lengths", default="512,2048", help="prompt lengths in tokens")
+    bs.add_argument("--batch-sizes", default="1")
+    bs.add_argument("--repeats", type=_positive_int, default=5)
+    bs.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    bs.add_argument("--out", required=True, help="JSON file for the raw results")
+    bs.set_defaults(func=cmd_bench_speed)
+
+    bts = bench_sub.add_parser("train-speed", help="training throughput per K (tokens/s)")
+    bts.add_argument("--model", default="smollm2-135m")
+    bts.add_argument("--k", default="1,4")
+    bts.add_argument("--steps", type=_positive_int, default=10)
+    bts.add_argument("--batch-size", type=_positive_int, default=16)
+    bts.add_argument("--stage", default="small")
+    bts.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    bts.add_argument("--lora-dropout", type=float, default=0.05)
+    bts.add_argument("--out", required=True, help="JSON file for the raw results")
+    bts.set_defaults(func=cmd_bench_train_speed)
+
+    for p in (data, tree, tr, ev, gen, bench, bt, bs, bts):
         p.add_argument("--config", default=None, help="JSON file of option values")
     return parser
 
@@ -320,6 +341,106 @@ def cmd_bench_tree(args: argparse.Namespace) -> int:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     run_arms(_run_config(args), arms, args.out, progress=not args.no_progress)
     print((Path(args.out) / "results.md").read_text(), end="")
+    return 0
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise KTMError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise KTMError(f"{what} must be integers >= 1, got {text!r}")
+    return values
+
+
+def _machine() -> dict:
+    import os
+    import platform
+
+    import torch
+
+    return {
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
+
+
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    """Time to first token per K and prompt length, side by side; writes JSON."""
+    import torch
+
+    from .bench.speed import build_arms, prefill_benchmark
+    from .io_utils import write_json_atomic
+    from .report import format_table
+
+    ks = _int_list(args.k, "--k")
+    arms = build_arms(args.model, ks, dtype=getattr(torch, args.dtype))
+    rows = prefill_benchmark(
+        arms,
+        _int_list(args.lengths, "--lengths"),
+        _int_list(args.batch_sizes, "--batch-sizes"),
+        args.repeats,
+    )
+    write_json_atomic(
+        args.out,
+        {
+            "command": "ktm " + " ".join(sys.argv[1:]),
+            "model": args.model,
+            "dtype": args.dtype,
+            "machine": _machine(),
+            "rows": rows,
+        },
+    )
+    cols = [
+        (c, c)
+        for c in (
+            "tokens",
+            "batch",
+            "k",
+            "positions",
+            "ttft_s",
+            "merge_s",
+            "merger_share",
+            "speedup_vs_k1",
+        )
+    ]
+    print(format_table(rows, cols))
+    return 0
+
+
+def cmd_bench_train_speed(args: argparse.Namespace) -> int:
+    """Training throughput per K on tree batches, steps interleaved; writes JSON."""
+    import torch
+
+    from .bench.train_speed import train_speed_benchmark
+    from .io_utils import write_json_atomic
+    from .report import format_table
+    from .tasks.tree import get_stage
+
+    get_stage(args.stage)
+    ks = _int_list(args.k, "--k")
+    rows = train_speed_benchmark(
+        args.model,
+        ks,
+        args.steps,
+        batch_size=args.batch_size,
+        stage=args.stage,
+        dtype=getattr(torch, args.dtype),
+        lora_dropout=args.lora_dropout,
+    )
+    write_json_atomic(
+        args.out,
+        {
+            "command": "ktm " + " ".join(sys.argv[1:]),
+            "model": args.model,
+            "machine": _machine(),
+            "rows": rows,
+        },
+    )
+    print(format_table(rows, [(c, c) for c in rows[0]]))
     return 0
 
 

@@ -19,7 +19,7 @@ def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> st
 
     def cell(key: str, v) -> str:
         if isinstance(v, float):
-            return f"{100 * v:.1f}%" if key in PERCENT_KEYS else f"{v:.2f}"
+            return f"{100 * v:.1f}%" if key in PERCENT_KEYS else f"{v:.4g}"
         return "" if v is None else str(v)
 
     header = "| " + " | ".join(h for _, h in columns) + " |"

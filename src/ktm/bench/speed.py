@@ -52,15 +52,14 @@ def time_first_token(model: KTMModel, prompt_ids: list[list[int]]) -> PrefillTim
     return PrefillTiming(t1 - t0, t2 - t1)
 
 
-def build_arms(base: str, ks: list[int], merge_lora: bool = False) -> dict[int, KTMModel]:
-    """One KTMModel per K sharing nothing but the base files (each loads its own copy)."""
+def build_arms(
+    base: str, ks: list[int], dtype: torch.dtype = torch.float32, **config
+) -> dict[int, KTMModel]:
+    """One KTMModel per K (paper-sized merger, LoRA attached and unmerged)."""
     arms = {}
     for k in ks:
         torch.manual_seed(0)
-        model = KTMModel.from_base(base, KTMConfig(k=k, merger_init="random"))
-        if merge_lora and hasattr(model.lm, "merge_adapter"):
-            model.lm.merge_adapter()
-        arms[k] = model
+        arms[k] = KTMModel.from_base(base, KTMConfig(k=k, merger_init="random", **config), dtype)
     return arms
 
 
