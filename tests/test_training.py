@@ -166,3 +166,13 @@ def test_two_process_accelerate_run_matches_one_process(tiny_model_dir, tmp_path
         for run in ("one", "two")
     ]
     assert losses[0] == pytest.approx(losses[1], abs=1e-4)
+
+
+def test_frozen_model_is_refused(tiny_model_dir, tmp_path):
+    model = _model(tiny_model_dir)
+    model.save_pretrained(tmp_path / "m")
+    frozen = KTMModel.from_pretrained(tmp_path / "m")
+    with pytest.raises(KTMError, match="trainable=True"):
+        train(frozen, EXAMPLES, _cfg(steps=1), tmp_path / "run")
+    again = KTMModel.from_pretrained(tmp_path / "m", trainable=True)
+    assert train(again, EXAMPLES, _cfg(steps=1), tmp_path / "run").steps_done == 1

@@ -88,6 +88,11 @@ def train(
             f"{world} processes; choose a multiple of {world}"
         )
 
+    if not any(p.requires_grad for p in model.parameters()):
+        raise KTMError(
+            "the model has nothing to train; build it with KTMModel.from_base or load it with "
+            "KTMModel.from_pretrained(path, trainable=True)"
+        )
     data = _tokenize(model, examples)
     order = SampleOrder(len(examples), config.seed)
     lora = [

@@ -1,0 +1,37 @@
+"""The README's Python and CLI examples run as written (on the real default model)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_python_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for code in _blocks("python"):
+        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    assert (tmp_path / "out" / "my-ktm" / "ktm_config.json").is_file()
+    assert (tmp_path / "out" / "run" / "model" / "merger.safetensors").is_file()
+    assert isinstance(namespace["texts"][0], str)
+
+
+def test_cli_examples_run(tmp_path):
+    script = [b for b in _blocks("bash") if b.lstrip().startswith("ktm data")][0]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "balanced acc" in proc.stdout
+    assert (tmp_path / "runs" / "readme-k4" / "metrics.json").is_file()
