@@ -30,8 +30,14 @@ def test_python_examples_run(tmp_path, monkeypatch):
 def test_cli_examples_run(tmp_path):
     script = [b for b in _blocks("bash") if b.lstrip().startswith("ktm data")][0]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "balanced acc" in proc.stdout
     assert (tmp_path / "runs" / "readme-k4" / "metrics.json").is_file()

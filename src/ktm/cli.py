@@ -98,6 +98,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--max-rounds", type=_positive_int, default=10, help="rounds before giving up a stage"
     )
+    c.add_argument("--pass-threshold", type=float, default=0.85, help="metric that passes a stage")
+    c.add_argument("--final-threshold", type=float, default=0.95, help="… the last stage")
     c.add_argument(
         "--metric",
         default="balanced_accuracy",
@@ -290,6 +292,8 @@ def _data_config(args: argparse.Namespace):
         split_question=args.split_question,
         data_seed=args.data_seed,
         eval_limit=getattr(args, "eval_limit", None),
+        pass_threshold=getattr(args, "pass_threshold", 0.85),
+        final_threshold=getattr(args, "final_threshold", 0.95),
     )
 
 

@@ -42,6 +42,8 @@ class DataConfig:
         split_question: compress only the tree; keep the question as an uncompressed suffix.
         data_seed: seed of the generator (test trees use ``data_seed + 1``).
         eval_limit: examples of the test split used by the periodic evaluations (all: None).
+        pass_threshold: curriculum: metric value that passes a stage (paper: 0.85) …
+        final_threshold: … and the last stage (paper: 0.95).
     """
 
     task: str = "tree"
@@ -54,9 +56,14 @@ class DataConfig:
     split_question: bool = False
     data_seed: int = 0
     eval_limit: int | None = None
+    pass_threshold: float = 0.85
+    final_threshold: float = 0.95
 
     def __post_init__(self) -> None:
         get_task(self.task)
+        for name in ("pass_threshold", "final_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise KTMError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.data_dir is None:
             if not self.stages:
                 raise KTMError("give at least one tree stage")
@@ -119,8 +126,9 @@ def load_stages(data: DataConfig) -> list[Stage]:
             )
         ]
     stages = []
-    for name in data.stages:
+    for i, name in enumerate(data.stages):
         spec = get_stage(name)
+        last = i == len(data.stages) - 1
         stages.append(
             Stage(
                 name,
@@ -134,7 +142,7 @@ def load_stages(data: DataConfig) -> list[Stage]:
                     data.balance_test,
                     data.split_question,
                 ),
-                spec.threshold,
+                data.final_threshold if last else data.pass_threshold,
             )
         )
     return stages

@@ -21,14 +21,13 @@ TREE_LABELS = ("true", "false")
 
 @dataclass(frozen=True)
 class TreeStage:
-    """Curriculum stage: size limits of its random trees and the accuracy that passes it."""
+    """Curriculum stage: size limits of its random trees."""
 
     name: str
     max_depth: int
     max_nodes: int
     min_children: int
     max_children: int
-    threshold: float = 0.85
 
 
 STAGES: dict[str, TreeStage] = {
@@ -39,7 +38,7 @@ STAGES: dict[str, TreeStage] = {
         TreeStage("medium", 3, 10, 0, 3),
         TreeStage("xmedium", 4, 15, 1, 3),
         TreeStage("large", 4, 30, 1, 3),
-        TreeStage("x3large", 4, 150, 3, 5, threshold=0.95),
+        TreeStage("x3large", 4, 150, 3, 5),
     )
 }
 
