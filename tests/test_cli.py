@@ -22,30 +22,16 @@ def tree_data(tmp_path_factory):
     return out
 
 
+def train_args(model_dir, data, out) -> list[str]:
+    options = "--k 4 --steps 4 --batch-size 4 --save-every 2 --no-progress"
+    return ["train", "--model", str(model_dir), "--data", str(data), "--out", str(out),
+            *options.split()]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def trained(tree_data, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
-    code = main(
-        [
-            "train",
-            "--model",
-            str(tiny_model_dir),
-            "--data",
-            str(tree_data),
-            "--k",
-            "4",
-            "--steps",
-            "4",
-            "--batch-size",
-            "4",
-            "--save-every",
-            "2",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
-    assert code == 0
+    assert main(train_args(tiny_model_dir, tree_data, out)) == 0
     return out
 
 
@@ -153,20 +139,5 @@ def test_empty_prompt_and_mismatched_checkpoint(trained, tmp_path):
 
 
 def test_existing_run_refused_without_resume(trained, tree_data, tiny_model_dir):
-    proc = run(
-        "train",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(tree_data),
-        "--k",
-        "4",
-        "--steps",
-        "4",
-        "--batch-size",
-        "4",
-        "--out",
-        str(trained),
-        "--no-progress",
-    )
+    proc = run(*train_args(tiny_model_dir, tree_data, trained))
     assert proc.returncode == 2 and "--resume" in proc.stderr

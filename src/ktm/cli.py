@@ -278,23 +278,22 @@ def cmd_data_tree(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pick(cls, args: argparse.Namespace, **overrides):
+    """Build dataclass ``cls`` from the options whose names match its fields."""
+    import dataclasses
+
+    values = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)
+    }
+    values.update(overrides)
+    return cls(**values)
+
+
 def _data_config(args: argparse.Namespace):
     from .runs import DataConfig
 
-    return DataConfig(
-        task=args.task,
-        data_dir=args.data,
-        stages=[s.strip() for s in args.stages.split(",") if s.strip()],
-        train_trees=args.train_trees,
-        test_trees=args.test_trees,
-        balance=not args.no_balance,
-        balance_test=args.balance_test,
-        split_question=args.split_question,
-        data_seed=args.data_seed,
-        eval_limit=getattr(args, "eval_limit", None),
-        pass_threshold=getattr(args, "pass_threshold", 0.85),
-        final_threshold=getattr(args, "final_threshold", 0.95),
-    )
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    return _pick(DataConfig, args, data_dir=args.data, stages=stages, balance=not args.no_balance)
 
 
 def _run_config(args: argparse.Namespace):
@@ -302,39 +301,12 @@ def _run_config(args: argparse.Namespace):
     from .runs import RunConfig
     from .training import TrainConfig
 
-    return RunConfig(
-        model=args.model,
-        ktm=KTMConfig(
-            k=args.k,
-            merger=args.merger,
-            merger_init=args.merger_init,
-            merger_hidden_factor=args.merger_hidden_factor,
-            lora_r=args.lora_r,
-            lora_alpha=args.lora_alpha,
-            lora_dropout=args.lora_dropout,
-            lora_lm_head=not args.no_lora_lm_head,
-        ),
-        train=TrainConfig(
-            steps=args.steps,
-            batch_size=args.batch_size,
-            grad_accum=args.grad_accum,
-            lr=args.lr,
-            merger_lr=args.merger_lr,
-            weight_decay=args.weight_decay,
-            warmup_steps=args.warmup_steps,
-            schedule=args.schedule,
-            max_grad_norm=args.max_grad_norm,
-            eval_every=args.eval_every,
-            save_every=args.save_every,
-            seed=args.seed,
-        ),
+    return _pick(
+        RunConfig,
+        args,
+        ktm=_pick(KTMConfig, args, lora_lm_head=not args.no_lora_lm_head),
+        train=_pick(TrainConfig, args),
         data=_data_config(args),
-        curriculum=args.curriculum,
-        round_steps=args.round_steps,
-        max_rounds=args.max_rounds,
-        metric=args.metric,
-        eval_batch_size=args.eval_batch_size,
-        dtype=args.dtype,
     )
 
 
