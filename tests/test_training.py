@@ -176,3 +176,22 @@ def test_frozen_model_is_refused(tiny_model_dir, tmp_path):
         train(frozen, EXAMPLES, _cfg(steps=1), tmp_path / "run")
     again = KTMModel.from_pretrained(tmp_path / "m", trainable=True)
     assert train(again, EXAMPLES, _cfg(steps=1), tmp_path / "run").steps_done == 1
+
+
+def test_reconstruction_objective_learns(tiny_model_dir, tmp_path):
+    cfg = _cfg(steps=25, lr=2e-2, save_every=0, reconstruction_weight=1.0)
+    result = train(_model(tiny_model_dir), EXAMPLES, cfg, tmp_path / "run")
+    recon = [r["reconstruction_loss"] for r in result.history]
+    assert sum(recon[-5:]) / 5 < sum(recon[:5]) / 5 - 0.5
+    saved = json.loads(
+        (tmp_path / "run" / "checkpoints").joinpath("step-000025", "state.json").read_text()
+    )
+    assert saved["history"][-1]["reconstruction_loss"] == recon[-1]
+
+
+def test_reconstruction_targets_repeat_the_prompt(tiny_model_dir):
+    model = _model(tiny_model_dir)
+    ids, _ = model.encode_prompts(["one two three four five"])
+    suffix, answers = model.reconstruction_targets(ids, max_tokens=3)
+    assert answers == [ids[0][:3]]
+    assert model.tokenizer.decode(suffix[0]) == "\nRepeat the text above:\n"

@@ -86,6 +86,16 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--reconstruction-weight",
+        type=float,
+        default=0.0,
+        help="weight of the auxiliary loss that regenerates each prompt from its merged prefix",
+    )
+    g.add_argument(
+        "--reconstruction-max-tokens", type=_positive_int, default=None,
+        help="reconstruct at most this many prompt tokens",
+    )
     c = p.add_argument_group("curriculum")
     c.add_argument(
         "--curriculum",

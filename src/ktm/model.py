@@ -22,6 +22,7 @@ from .sampling import SamplingConfig, choose_next
 CONFIG_NAME = "ktm_config.json"
 MERGER_NAME = "merger.safetensors"
 ADAPTER_DIR = "adapter"
+RECONSTRUCT_MARKER = "\nRepeat the text above:\n"
 
 
 def _linear_module_names(causal_lm: nn.Module) -> list[str]:
@@ -215,7 +216,7 @@ class KTMModel(nn.Module):
         """(…, d) -> (…, V) vocabulary logits."""
         return self.causal_lm.get_output_embeddings()(hidden)
 
-    def forward(
+    def answer_nll(
         self,
         prompt_ids: Sequence[Sequence[int]],
         answer_ids: Sequence[Sequence[int]],
@@ -237,6 +238,37 @@ class KTMModel(nn.Module):
         logits = self.head(picked).float()
         return F.cross_entropy(logits, torch.tensor(targets, device=dev), reduction="sum")
 
+    def reconstruction_targets(
+        self, prompt_ids: Sequence[Sequence[int]], max_tokens: int | None = None
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """(suffixes, answers) that ask the model to repeat each compressed prompt.
+
+        The suffix is the fixed marker :data:`RECONSTRUCT_MARKER`; the answer is the prompt's
+        own tokens (its first ``max_tokens``), as in-context autoencoders train.
+        """
+        marker = self.tokenize([RECONSTRUCT_MARKER])[0]
+        answers = [list(p[:max_tokens] if max_tokens else p) for p in prompt_ids]
+        return [marker] * len(prompt_ids), answers
+
+    def forward(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        answer_ids: Sequence[Sequence[int]],
+        suffix_ids: Sequence[Sequence[int]] | None = None,
+        reconstruct: bool = False,
+        reconstruct_max_tokens: int | None = None,
+    ) -> torch.Tensor:
+        """Training losses as a (2,) tensor: [summed answer CE, summed reconstruction CE].
+
+        With ``reconstruct``, a second pass asks the model to regenerate each compressed
+        prompt from its merged prefix (an auxiliary objective); otherwise the second entry is 0.
+        """
+        task = self.answer_nll(prompt_ids, answer_ids, suffix_ids)
+        if not reconstruct:
+            return torch.stack([task, torch.zeros_like(task)])
+        marker, targets = self.reconstruction_targets(prompt_ids, reconstruct_max_tokens)
+        return torch.stack([task, self.answer_nll(prompt_ids, targets, marker)])
+
     def loss(
         self,
         prompts: Sequence[str],
@@ -246,7 +278,7 @@ class KTMModel(nn.Module):
         """Mean answer-token cross entropy for text inputs."""
         prompt_ids, suffix_ids = self.encode_prompts(prompts, suffixes)
         answer_ids = self.encode_answers(answers)
-        return self(prompt_ids, answer_ids, suffix_ids) / sum(len(a) for a in answer_ids)
+        return self.answer_nll(prompt_ids, answer_ids, suffix_ids) / sum(map(len, answer_ids))
 
     @torch.no_grad()
     def next_token_logits(
@@ -339,7 +371,7 @@ class KTMModel(nn.Module):
             scores = torch.empty(len(prompts), len(choices))
             for j, ans in enumerate(choice_ids):
                 for i in range(len(prompts)):
-                    nll = self(prompt_ids[i : i + 1], [ans], suffix_ids[i : i + 1])
+                    nll = self.answer_nll(prompt_ids[i : i + 1], [ans], suffix_ids[i : i + 1])
                     scores[i, j] = -nll
             return scores.argmax(dim=-1).tolist()
 

@@ -29,6 +29,9 @@ class TrainConfig:
         save_every: checkpoint every N steps (0: only at the end).
         keep_checkpoints: how many recent checkpoints to keep.
         seed: seed of data order, dropout and initialisation.
+        reconstruction_weight: weight of the auxiliary reconstruction loss (the model
+            regenerates each compressed prompt from its merged prefix); 0 turns it off.
+        reconstruction_max_tokens: reconstruct at most this many prompt tokens (None: all).
         progress: show a progress bar.
     """
 
@@ -45,6 +48,8 @@ class TrainConfig:
     save_every: int = 50
     keep_checkpoints: int = 2
     seed: int = 0
+    reconstruction_weight: float = 0.0
+    reconstruction_max_tokens: int | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -68,6 +73,10 @@ class TrainConfig:
                 raise KTMError(f"{name} must be a positive number, got {value!r}")
         if self.schedule not in SCHEDULES:
             raise KTMError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.reconstruction_weight < 0:
+            raise KTMError(f"reconstruction_weight must be >= 0, got {self.reconstruction_weight}")
+        if self.reconstruction_max_tokens is not None and self.reconstruction_max_tokens < 1:
+            raise KTMError("reconstruction_max_tokens must be >= 1")
         if self.max_grad_norm < 0 or self.weight_decay < 0:
             raise KTMError("max_grad_norm and weight_decay must be >= 0")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -163,16 +164,24 @@ def train(
             group["lr"] = group["base_lr"] * config.lr_factor(step)
         batch = order.take(step * config.batch_size, config.batch_size)
         n_answer = sum(len(data.answer[i]) for i in batch)
+        recon = config.reconstruction_weight > 0
+        cap = config.reconstruction_max_tokens
+        n_recon = sum(len(data.prompt[i][:cap] if cap else data.prompt[i]) for i in batch)
+        # Each loss is a mean over the global batch's tokens; DDP averages gradients over
+        # processes, so scale by the world size.
+        weights = torch.tensor(
+            [world / n_answer, world * config.reconstruction_weight / max(1, n_recon)],
+            device=accelerator.device,
+        )
         t_step = time.perf_counter()
-        loss_sum = torch.zeros((), device=accelerator.device)
+        loss_sum = torch.zeros(2, device=accelerator.device)
         for m in range(config.grad_accum):
             local = batch[m * micro : (m + 1) * micro][rank::world]
             prompts, answers, suffixes = data.select(local)
             ctx = accelerator.no_sync(wrapped) if m < config.grad_accum - 1 else _null()
             with ctx:
-                summed = wrapped(prompts, answers, suffixes)
-                # DDP averages gradients over processes; scale so the step sees the global mean.
-                accelerator.backward(summed * world / n_answer)
+                summed = wrapped(prompts, answers, suffixes, recon, cap)
+                accelerator.backward((summed * weights).sum())
             loss_sum += summed.detach()
         if config.max_grad_norm:
             accelerator.clip_grad_norm_(
@@ -180,8 +189,9 @@ def train(
             )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss = accelerator.reduce(loss_sum, "sum").item() / n_answer
-        if not torch.isfinite(torch.tensor(loss)):
+        task_sum, recon_sum = accelerator.reduce(loss_sum, "sum").tolist()
+        loss = task_sum / n_answer
+        if not all(map(math.isfinite, (task_sum, recon_sum))):
             raise KTMError(f"loss became {loss} at step {step + 1}; lower the learning rate")
         seconds = time.perf_counter() - t_step
         tokens = sum(len(data.prompt[i]) + len(data.suffix[i]) for i in batch)
@@ -189,6 +199,7 @@ def train(
         record = {
             "step": step,
             "loss": round(loss, 6),
+            **({"reconstruction_loss": round(recon_sum / n_recon, 6)} if recon else {}),
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": round(seconds, 4),
             "prompt_tokens_per_s": round(tokens / seconds, 1),
