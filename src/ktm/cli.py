@@ -93,7 +93,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="weight of the auxiliary loss that regenerates each prompt from its merged prefix",
     )
     g.add_argument(
-        "--reconstruction-max-tokens", type=_positive_int, default=None,
+        "--reconstruction-max-tokens",
+        type=_positive_int,
+        default=None,
         help="reconstruct at most this many prompt tokens",
     )
     c = p.add_argument_group("curriculum")
@@ -179,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(tr, for_training=True)
     tr.add_argument("--out", required=True, help="run folder (config, checkpoints, metrics, model)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument(
+        "--init-from",
+        default=None,
+        help="start from the merger + LoRA of a saved model (e.g. from `ktm pretrain`)",
+    )
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=cmd_train)
 

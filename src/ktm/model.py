@@ -50,8 +50,19 @@ def _base_info(causal_lm: nn.Module) -> dict:
     return {
         "model_type": cfg.model_type,
         "hidden_size": cfg.hidden_size,
+        "num_hidden_layers": getattr(cfg, "num_hidden_layers", None),
         "vocab_size": causal_lm.get_input_embeddings().weight.shape[0],
     }
+
+
+def _check_base(path: Path, expected: dict, actual: dict, name: str) -> None:
+    """Refuse a checkpoint made for a base model of another shape."""
+    for key in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size"):
+        if key in expected and expected[key] != actual.get(key):
+            raise KTMError(
+                f"checkpoint {path} was trained on a base model with {key} "
+                f"{expected[key]}, but {name!r} has {actual.get(key)}; load it with its own base"
+            )
 
 
 class KTMModel(nn.Module):
@@ -395,6 +406,43 @@ class KTMModel(nn.Module):
             if hasattr(self.lm, "peft_config"):
                 self.lm.save_pretrained(str(tmp / ADAPTER_DIR), save_embedding_layers=False)
 
+    def init_from(self, path: str | Path) -> None:
+        """Start from the merger and LoRA weights of a saved model (e.g. a pre-trained merger).
+
+        The saved model must match this one: same base model shape, K, merger and LoRA shape.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if (path / "model" / CONFIG_NAME).is_file():
+            path = path / "model"
+        meta = read_json(path / CONFIG_NAME, "ktm config")
+        _check_base(
+            path, meta.get("base_model_info", {}), _base_info(self.causal_lm), self.base_model
+        )
+        other = KTMConfig.from_dict(meta["config"])
+        for key in ("k", "merger", "hidden_factor", "lora_r", "lora_targets", "lora_lm_head"):
+            if getattr(other, key) != getattr(self.config, key):
+                raise KTMError(
+                    f"{path} was trained with {key}={getattr(other, key)!r} but this model has "
+                    f"{key}={getattr(self.config, key)!r}; use a matching checkpoint or options"
+                )
+        _load_merger(self.merger, path / MERGER_NAME)
+        if self.config.lora_r > 0:
+            from peft import set_peft_model_state_dict
+
+            file = path / ADAPTER_DIR / "adapter_model.safetensors"
+            try:
+                state = load_file(str(file))
+            except (SafetensorError, OSError) as e:
+                raise KTMError(f"adapter weights {file} are missing or unreadable: {e}") from None
+            result = set_peft_model_state_dict(self.lm, state)
+            if result.unexpected_keys:
+                raise KTMError(
+                    f"adapter {file} does not fit this model: {result.unexpected_keys[:2]}"
+                )
+
     @classmethod
     def from_pretrained(
         cls,
@@ -421,13 +469,8 @@ class KTMModel(nn.Module):
             causal_lm, tokenizer = load_base(name, dtype)
         elif tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        expected, actual = meta.get("base_model_info", {}), _base_info(causal_lm)
-        for key in ("hidden_size", "vocab_size"):
-            if key in expected and expected[key] != actual[key]:
-                raise KTMError(
-                    f"checkpoint {path} was trained on a base model with {key} "
-                    f"{expected[key]}, but {name!r} has {actual[key]}; load it with its own base"
-                )
+        actual = _base_info(causal_lm)
+        _check_base(path, meta.get("base_model_info", {}), actual, name)
         for p in causal_lm.parameters():
             p.requires_grad_(False)
         lm = causal_lm

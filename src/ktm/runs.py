@@ -89,6 +89,7 @@ class RunConfig:
     metric: str = DEFAULT_METRIC
     eval_batch_size: int = 32
     dtype: str = "float32"
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -179,6 +180,8 @@ def run_training(
 
     torch.manual_seed(cfg.train.seed)  # LoRA and merger initialisation
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
+    if cfg.init_from:
+        model.init_from(cfg.init_from)
     t0 = time.perf_counter()
     if cfg.curriculum:
         summaries = run_curriculum(
