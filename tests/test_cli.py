@@ -121,7 +121,7 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path):
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("ktm: error")]
     assert len(lines) == 1
-    assert not (tmp_path / "a").exists() and not (tmp_path / "e").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "unknown.json"]
 
 
 def test_empty_prompt_and_mismatched_checkpoint(trained, tmp_path):

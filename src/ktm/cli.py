@@ -98,6 +98,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="reconstruct at most this many prompt tokens",
     )
+
+
+def _add_curriculum_options(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("curriculum")
     c.add_argument(
         "--curriculum",
@@ -178,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a merger + LoRA")
     _add_model_options(tr)
     _add_train_options(tr)
+    _add_curriculum_options(tr)
     _add_data_options(tr, for_training=True)
     tr.add_argument("--out", required=True, help="run folder (config, checkpoints, metrics, model)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -188,6 +192,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=cmd_train)
+
+    pre = sub.add_parser(
+        "pretrain",
+        help="task-agnostic merger pre-training: regenerate plain text from merged prefixes",
+    )
+    _add_model_options(pre)
+    _add_train_options(pre)
+    pre.add_argument(
+        "--text",
+        action="append",
+        required=True,
+        help="a .txt file (paragraphs) or .jsonl file (repeatable)",
+    )
+    pre.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    pre.add_argument("--chunk-tokens", type=_positive_int, default=64, help="tokens per chunk")
+    pre.add_argument("--max-chunks", type=_positive_int, default=20000)
+    pre.add_argument(
+        "--holdout-chunks",
+        type=_positive_int,
+        default=64,
+        help="chunks kept out of training to measure reconstruction loss",
+    )
+    pre.add_argument("--out", required=True, help="run folder; the merger lands in <out>/model")
+    pre.add_argument("--resume", action="store_true")
+    pre.add_argument("--no-progress", action="store_true")
+    pre.set_defaults(func=cmd_pretrain)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a task's test split")
     ev.add_argument("checkpoint", help="a saved model folder, or a run folder (uses <run>/model)")
@@ -229,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(bt)
     _add_train_options(bt)
+    _add_curriculum_options(bt)
     _add_data_options(bt, for_training=True)
     bt.add_argument("--out", required=True, help="folder for the arms, results.json, results.md")
     bt.add_argument("--no-progress", action="store_true")
@@ -255,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     bts.add_argument("--out", required=True, help="JSON file for the raw results")
     bts.set_defaults(func=cmd_bench_train_speed)
 
-    for p in (data, tree, tr, ev, gen, bench, bt, bs, bts):
+    for p in (data, tree, tr, pre, ev, gen, bench, bt, bs, bts):
         p.add_argument("--config", default=None, help="JSON file of option values")
     return parser
 
@@ -434,6 +465,28 @@ def cmd_bench_train_speed(args: argparse.Namespace) -> int:
         },
     )
     print(format_table(rows, [(c, c) for c in rows[0]]))
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Pre-train merger + LoRA to regenerate text; reuse it with `ktm train --init-from`."""
+    from .config import KTMConfig
+    from .runs import PretrainConfig, run_pretraining
+    from .training import TrainConfig
+
+    cfg = _pick(
+        PretrainConfig,
+        args,
+        texts=args.text,
+        ktm=_pick(KTMConfig, args, lora_lm_head=not args.no_lora_lm_head),
+        train=_pick(TrainConfig, args),
+    )
+    result = run_pretraining(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    from .distributed import process_state
+
+    if process_state().is_main_process:
+        print(json.dumps({k: result[k] for k in ("k", "chunks", "steps")} | result["evals"][-1]))
+        print(f"ktm: pre-trained merger saved to {Path(args.out) / 'model'}")
     return 0
 
 

@@ -157,31 +157,19 @@ def run_training(
     cfg: RunConfig, output_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> dict:
     """Train as ``cfg`` says, evaluate on the (last reached) test split, write metrics."""
-    out = Path(output_dir)
-    saved = out / "config.json"
-    if saved.is_file():
-        if not resume:
-            raise KTMError(f"{out} already holds a run; pass --resume or choose another --out")
-        if read_json(saved, "run config") != cfg.to_dict():
-            raise KTMError(f"{saved} was written with other options; resume with the same ones")
-    elif resume and (out / "checkpoints").exists():
-        raise KTMError(f"{out} has checkpoints but no config.json; cannot resume")
-    state = process_state()
-    task = get_task(cfg.data.task)
-    stages = load_stages(cfg.data)
-    state.wait_for_everyone()  # every process has checked the folder before anyone writes
-    if state.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(saved, cfg.to_dict())
-    state.wait_for_everyone()
-    cfg.train.progress = progress
-
     import torch
 
+    out = Path(output_dir)
+    task = get_task(cfg.data.task)
+    stages = load_stages(cfg.data)
+    _check_run_dir(out, cfg.to_dict(), resume)
+    # Build the model before writing anything: a bad model or --init-from leaves no folder.
     torch.manual_seed(cfg.train.seed)  # LoRA and merger initialisation
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
     if cfg.init_from:
         model.init_from(cfg.init_from)
+    state = _write_run_config(out, cfg.to_dict())
+    cfg.train.progress = progress
     t0 = time.perf_counter()
     if cfg.curriculum:
         summaries = run_curriculum(
@@ -239,3 +227,114 @@ def run_training(
         write_json_atomic(out / "metrics.json", result)
     state.wait_for_everyone()
     return result
+
+
+@dataclass
+class PretrainConfig:
+    """Task-agnostic merger pre-training (see :mod:`ktm.pretrain`)."""
+
+    model: str
+    ktm: KTMConfig
+    train: TrainConfig
+    texts: list[str]
+    text_field: str = "text"
+    chunk_tokens: int = 64
+    max_chunks: int = 20000
+    holdout_chunks: int = 64
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if not self.texts:
+            raise KTMError("give at least one text file (--text)")
+        if self.dtype not in DTYPES:
+            raise KTMError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.max_chunks <= self.holdout_chunks:
+            raise KTMError("max_chunks must exceed holdout_chunks")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["train"].pop("progress", None)
+        return d
+
+
+def _check_run_dir(out: Path, config: dict, resume: bool) -> None:
+    """A new run needs an unused folder; a resumed one the same options."""
+    saved = out / "config.json"
+    if saved.is_file():
+        if not resume:
+            raise KTMError(f"{out} already holds a run; pass --resume or choose another --out")
+        if read_json(saved, "run config") != config:
+            raise KTMError(f"{saved} was written with other options; resume with the same ones")
+    elif resume and (out / "checkpoints").exists():
+        raise KTMError(f"{out} has checkpoints but no config.json; cannot resume")
+
+
+def _write_run_config(out: Path, config: dict):
+    """Main process writes ``config.json`` once every process has checked the folder."""
+    state = process_state()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "config.json", config)
+    state.wait_for_everyone()
+    return state
+
+
+def reconstruction_nll(model: KTMModel, examples, batch_size: int = 16) -> dict:
+    """Per-token reconstruction loss on held-out chunks."""
+    import torch
+
+    from .training.trainer import _tokenize
+
+    data = _tokenize(model, examples)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            idx = range(i, min(i + batch_size, len(examples)))
+            prompts, answers, suffixes = data.select(idx)
+            total += model.answer_nll(prompts, answers, suffixes).item()
+            count += sum(map(len, answers))
+    return {"reconstruction_nll": total / count}
+
+
+def run_pretraining(
+    cfg: PretrainConfig, output_dir: str | Path, resume: bool = False, progress: bool = True
+) -> dict:
+    """Pre-train merger + LoRA on reconstruction of plain text; writes ``<out>/model``."""
+    import torch
+
+    from .pretrain import read_texts, reconstruction_examples, text_chunks
+
+    out = Path(output_dir)
+    texts = read_texts(cfg.texts, cfg.text_field)
+    _check_run_dir(out, cfg.to_dict(), resume)
+    torch.manual_seed(cfg.train.seed)
+    model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
+    chunks = text_chunks(model.tokenizer, texts, cfg.chunk_tokens, cfg.max_chunks)
+    if len(chunks) <= cfg.holdout_chunks:
+        raise KTMError(f"only {len(chunks)} chunks of text; need more than {cfg.holdout_chunks}")
+    state = _write_run_config(out, cfg.to_dict())
+    cfg.train.progress = progress
+    held = reconstruction_examples(chunks[: cfg.holdout_chunks])
+    examples = reconstruction_examples(chunks[cfg.holdout_chunks :])
+    result = train(
+        model,
+        examples,
+        cfg.train,
+        out,
+        resume=resume,
+        evaluate=lambda m: reconstruction_nll(m, held),
+    )
+    summary = {
+        "model": cfg.model,
+        "k": cfg.ktm.k,
+        "chunks": len(examples),
+        "chunk_tokens": cfg.chunk_tokens,
+        "steps": result.steps_done,
+        "train_seconds": round(sum(r["seconds"] for r in result.history), 1),
+        "evals": result.evals,
+    }
+    if state.is_main_process:
+        write_json_atomic(out / "metrics.json", summary)
+    state.wait_for_everyone()
+    return summary

@@ -1,0 +1,70 @@
+"""Task-agnostic merger pre-training: learn to read merged prefixes by regenerating text.
+
+Plain text is cut into chunks of a fixed number of tokens; each chunk is compressed and the
+model is trained to repeat it after the marker :data:`ktm.model.RECONSTRUCT_MARKER` (as
+in-context autoencoders do). The result is an ordinary ktm model folder that any task run on
+the same base model and K starts from (``ktm train --init-from``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import KTMError
+from .model import RECONSTRUCT_MARKER
+from .training.data import Example
+
+
+def read_texts(paths: Sequence[str | Path], field: str = "text") -> list[str]:
+    """Texts from ``.txt`` files (blank-line separated paragraphs) or JSONL (``field``)."""
+    texts: list[str] = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise KTMError(f"text file not found: {path}")
+        try:
+            content = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise KTMError(f"{path} is not UTF-8 text ({e})") from None
+        if path.suffix == ".jsonl":
+            for lineno, line in enumerate(content.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line).get(field)
+                except (json.JSONDecodeError, AttributeError):
+                    raise KTMError(f"{path}:{lineno}: not a JSON object") from None
+                if not isinstance(value, str):
+                    raise KTMError(f"{path}:{lineno}: field {field!r} is missing or not text")
+                if value.strip():
+                    texts.append(value)
+        else:
+            texts += [p for p in content.split("\n\n") if p.strip()]
+    if not texts:
+        raise KTMError("no text found in " + ", ".join(map(str, paths)))
+    return texts
+
+
+def text_chunks(tokenizer, texts: Sequence[str], chunk_tokens: int, max_chunks: int) -> list[str]:
+    """Cut the concatenated texts into pieces of ``chunk_tokens`` tokens (decoded to text)."""
+    if chunk_tokens < 2:
+        raise KTMError(f"chunk_tokens must be >= 2, got {chunk_tokens}")
+    chunks, buffer = [], []
+    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        buffer += ids + [tokenizer.eos_token_id]
+        while len(buffer) >= chunk_tokens and len(chunks) < max_chunks:
+            piece = tokenizer.decode(buffer[:chunk_tokens], skip_special_tokens=True).strip()
+            buffer = buffer[chunk_tokens:]
+            if piece:
+                chunks.append(piece)
+        if len(chunks) >= max_chunks:
+            break
+    if not chunks:
+        raise KTMError(f"the texts hold fewer than {chunk_tokens} tokens")
+    return chunks
+
+
+def reconstruction_examples(chunks: Sequence[str]) -> list[Example]:
+    """Each chunk is compressed, then repeated after the marker."""
+    return [Example(prompt=c, answer=c, suffix=RECONSTRUCT_MARKER) for c in chunks]

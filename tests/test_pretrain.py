@@ -1,0 +1,98 @@
+"""Merger pre-training on plain text, and reuse of its output by task runs."""
+
+import json
+
+import pytest
+import torch
+
+from ktm import KTMConfig, KTMError, KTMModel
+from ktm.cli import main
+from ktm.pretrain import read_texts, text_chunks
+
+TEXT = "\n\n".join(
+    f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." for i in range(60)
+)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tiny_model_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pre")
+    (folder / "corpus.txt").write_text(TEXT)
+    out = folder / "run"
+    code = main(["pretrain", "--model", str(tiny_model_dir), "--text", str(folder / "corpus.txt"),
+                 "--k", "4", "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "20",
+                 "--batch-size", "4", "--lr", "1e-2", "--eval-every", "10", "--out", str(out),
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_read_texts_and_chunks(tmp_path, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    (tmp_path / "a.jsonl").write_text('{"text": "hello world"}\n\n{"text": "again"}\n')
+    (tmp_path / "b.txt").write_text("one\n\ntwo")
+    assert read_texts([tmp_path / "a.jsonl", tmp_path / "b.txt"]) == [
+        "hello world", "again", "one", "two"]  # fmt: skip
+    (tmp_path / "bad.jsonl").write_text('{"body": "x"}\n')
+    with pytest.raises(KTMError, match="bad.jsonl:1"):
+        read_texts([tmp_path / "bad.jsonl"])
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    chunks = text_chunks(tok, [TEXT], chunk_tokens=16, max_chunks=5)
+    assert len(chunks) == 5 and all(chunks)
+
+
+def test_pretraining_lowers_reconstruction_loss(pretrained):
+    metrics = json.loads((pretrained / "metrics.json").read_text())
+    evals = [e["reconstruction_nll"] for e in metrics["evals"]]
+    assert len(evals) == 2 and evals[-1] < evals[0]
+    assert (pretrained / "model" / "merger.safetensors").is_file()
+
+
+def test_task_run_starts_from_pretrained_merger(pretrained, tiny_model_dir, tmp_path):
+    torch.manual_seed(1)
+    model = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
+    model.init_from(pretrained)
+    saved = KTMModel.from_pretrained(pretrained / "model")
+    for key, value in saved.merger.state_dict().items():
+        assert torch.equal(model.merger.state_dict()[key], value)
+    prompts = ["some prompt to compress here"]
+    assert torch.allclose(model.next_token_logits(prompts), saved.next_token_logits(prompts))
+
+
+def test_pretrained_merger_refused_for_other_k_or_base(pretrained, tiny_model_dir, tmp_path):
+    other_k = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=2))
+    with pytest.raises(KTMError, match="k=4"):
+        other_k.init_from(pretrained)
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    small = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+        )
+    )
+    other_base = KTMModel.from_model(small, tok, KTMConfig(k=4))
+    with pytest.raises(KTMError, match="hidden_size"):
+        other_base.init_from(pretrained)
+
+
+def test_cli_train_init_from(pretrained, tiny_model_dir, tmp_path):
+    data = tmp_path / "d"
+    assert (
+        main(["data", "tree", "--train-trees", "10", "--test-trees", "3", "--out", str(data)]) == 0
+    )
+    out = tmp_path / "run"
+    code = main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
+                 "--steps", "1", "--batch-size", "2", "--init-from", str(pretrained),
+                 "--out", str(out), "--no-progress"])  # fmt: skip
+    assert code == 0
+    assert json.loads((out / "config.json").read_text())["init_from"] == str(pretrained)
+    bad = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "2",
+           "--init-from", str(pretrained), "--out", str(tmp_path / "r2")]  # fmt: skip
+    assert main(bad) == 2
+    assert not (tmp_path / "r2").exists()  # nothing half-written
