@@ -272,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--batch-sizes", default="1")
     bs.add_argument("--repeats", type=_positive_int, default=5)
     bs.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    bs.add_argument(
+        "--merger-hidden-factor",
+        type=float,
+        default=None,
+        help="MLP width c (default: the paper's)",
+    )
     bs.add_argument("--out", required=True, help="JSON file for the raw results")
     bs.set_defaults(func=cmd_bench_speed)
 
@@ -401,7 +407,12 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     from .report import format_table
 
     ks = _int_list(args.k, "--k")
-    arms = build_arms(args.model, ks, dtype=getattr(torch, args.dtype))
+    arms = build_arms(
+        args.model,
+        ks,
+        dtype=getattr(torch, args.dtype),
+        merger_hidden_factor=args.merger_hidden_factor,
+    )
     rows = prefill_benchmark(
         arms,
         _int_list(args.lengths, "--lengths"),
@@ -414,6 +425,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
             "command": "ktm " + " ".join(sys.argv[1:]),
             "model": args.model,
             "dtype": args.dtype,
+            "merger_hidden_factor": args.merger_hidden_factor,
             "machine": _machine(),
             "rows": rows,
         },
