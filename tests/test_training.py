@@ -195,3 +195,33 @@ def test_reconstruction_targets_repeat_the_prompt(tiny_model_dir):
     suffix, answers = model.reconstruction_targets(ids, max_tokens=3)
     assert answers == [ids[0][:3]]
     assert model.tokenizer.decode(suffix[0]) == "\nRepeat the text above:\n"
+
+
+def test_distillation_from_a_k1_teacher_learns(tiny_model_dir, tmp_path):
+    teacher = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=1))
+    with torch.no_grad():  # a teacher that differs from the student's base
+        for n, p in teacher.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    cfg = _cfg(steps=25, lr=2e-2, save_every=0, distill_weight=1.0)
+    result = train(_model(tiny_model_dir), EXAMPLES, cfg, tmp_path / "run", teacher=teacher)
+    distill = [r["distill_loss"] for r in result.history]
+    assert sum(distill[-5:]) / 5 < sum(distill[:5]) / 5 * 0.8
+
+
+def test_recipe_round_trips_through_saved_run_config(tiny_model_dir, tmp_path):
+    from ktm.runs import DataConfig, RunConfig, run_training
+
+    cfg = RunConfig(
+        model=str(tiny_model_dir),
+        ktm=KTMConfig(k=4, merger_init="random", lora_r=8),
+        train=TrainConfig(
+            steps=1, batch_size=2, reconstruction_weight=0.5, distill_weight=0.3, progress=False
+        ),
+        data=DataConfig(train_trees=5, test_trees=2),
+    )
+    run_training(cfg, tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    back = RunConfig.from_dict(saved)
+    assert back.to_dict() == cfg.to_dict()
+    assert back.train.reconstruction_weight == 0.5 and back.ktm.lora_r == 8

@@ -93,6 +93,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="weight of the auxiliary loss that regenerates each prompt from its merged prefix",
     )
     g.add_argument(
+        "--distill-weight", type=float, default=1.0, help="weight of distillation from --teacher"
+    )
+    g.add_argument(
         "--reconstruction-max-tokens",
         type=_positive_int,
         default=None,
@@ -120,6 +123,19 @@ def _add_curriculum_options(p: argparse.ArgumentParser) -> None:
         default="balanced_accuracy",
         choices=["balanced_accuracy", "accuracy"],
         help="metric a stage must pass",
+    )
+
+
+def _add_start_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--teacher",
+        default=None,
+        help="a trained model (e.g. the K=1 run) to distil from; weight: --distill-weight",
+    )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="start from the merger + LoRA of a saved model (e.g. from `ktm pretrain`)",
     )
 
 
@@ -185,12 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(tr, for_training=True)
     tr.add_argument("--out", required=True, help="run folder (config, checkpoints, metrics, model)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
-    tr.add_argument(
-        "--init-from",
-        default=None,
-        help="start from the merger + LoRA of a saved model (e.g. from `ktm pretrain`)",
-    )
     tr.add_argument("--no-progress", action="store_true")
+    _add_start_options(tr)
     tr.set_defaults(func=cmd_train)
 
     pre = sub.add_parser(
@@ -263,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(bt, for_training=True)
     bt.add_argument("--out", required=True, help="folder for the arms, results.json, results.md")
     bt.add_argument("--no-progress", action="store_true")
+    _add_start_options(bt)
     bt.set_defaults(func=cmd_bench_tree)
 
     bs = bench_sub.add_parser("speed", help="time to first token and prefill time per K")

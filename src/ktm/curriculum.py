@@ -41,6 +41,7 @@ def run_curriculum(
     eval_batch_size: int = 32,
     resume: bool = False,
     log: Callable[[str], None] = print,
+    teacher: KTMModel | None = None,
 ) -> list[dict]:
     """Train stage after stage. Each stage trains in rounds of ``round_steps`` steps and is
     evaluated after each round; it ends when ``metric`` ≥ its threshold or after
@@ -88,6 +89,7 @@ def run_curriculum(
             evaluate=evaluate,
             should_stop=lambda m, t=stage.threshold: m.get(metric, 0) >= t,
             resume=resume,
+            teacher=teacher,
         )
         final = result.evals[-1]
         summary = {

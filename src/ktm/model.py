@@ -227,6 +227,36 @@ class KTMModel(nn.Module):
         """(…, d) -> (…, V) vocabulary logits."""
         return self.causal_lm.get_output_embeddings()(hidden)
 
+    def answer_states(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        answer_ids: Sequence[Sequence[int]],
+        suffix_ids: Sequence[Sequence[int]] | None = None,
+        all_layers: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states at the M positions that predict answer tokens, and those tokens.
+
+        Returns (states, targets): states (L, M, d) — every layer's output if ``all_layers``,
+        else only the final (normed) one, L = 1 — and targets (M,) long.
+        """
+        batch = self.compress_ids(prompt_ids, suffix_ids, answer_ids)
+        out = self.decoder(
+            inputs_embeds=batch.embeds,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+            output_hidden_states=all_layers,
+        )
+        layers = out.hidden_states[1:] if all_layers else (out.last_hidden_state,)
+        rows, cols, targets = [], [], []
+        for i, (start, ans) in enumerate(zip(batch.answer_start, batch.answer_ids)):
+            rows += [i] * len(ans)
+            cols += range(start - 1, start - 1 + len(ans))
+            targets += ans
+        dev = batch.embeds.device
+        r, c = torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)
+        return torch.stack([h[r, c] for h in layers]), torch.tensor(targets, device=dev)
+
     def answer_nll(
         self,
         prompt_ids: Sequence[Sequence[int]],
@@ -237,17 +267,8 @@ class KTMModel(nn.Module):
 
         Vocabulary logits are computed only at the positions that predict answer tokens.
         """
-        batch = self.compress_ids(prompt_ids, suffix_ids, answer_ids)
-        hidden, _ = self.hidden_states(batch)
-        rows, cols, targets = [], [], []
-        for i, (start, ans) in enumerate(zip(batch.answer_start, batch.answer_ids)):
-            rows += [i] * len(ans)
-            cols += range(start - 1, start - 1 + len(ans))
-            targets += ans
-        dev = hidden.device
-        picked = hidden[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)]
-        logits = self.head(picked).float()
-        return F.cross_entropy(logits, torch.tensor(targets, device=dev), reduction="sum")
+        states, targets = self.answer_states(prompt_ids, answer_ids, suffix_ids)
+        return F.cross_entropy(self.head(states[-1]).float(), targets, reduction="sum")
 
     def reconstruction_targets(
         self, prompt_ids: Sequence[Sequence[int]], max_tokens: int | None = None
@@ -268,17 +289,37 @@ class KTMModel(nn.Module):
         suffix_ids: Sequence[Sequence[int]] | None = None,
         reconstruct: bool = False,
         reconstruct_max_tokens: int | None = None,
+        teacher: KTMModel | None = None,
     ) -> torch.Tensor:
-        """Training losses as a (2,) tensor: [summed answer CE, summed reconstruction CE].
+        """Training losses as a (3,) tensor of sums over answer tokens:
+        [answer cross entropy, reconstruction cross entropy, distillation].
 
-        With ``reconstruct``, a second pass asks the model to regenerate each compressed
-        prompt from its merged prefix (an auxiliary objective); otherwise the second entry is 0.
+        ``reconstruct`` adds a pass that regenerates each compressed prompt from its merged
+        prefix. ``teacher`` (e.g. a trained K = 1 model) adds distillation at the answer
+        positions: every layer's hidden state (squared error relative to the teacher's
+        mean square) plus the KL divergence of the answer distributions. Unused entries are 0.
         """
-        task = self.answer_nll(prompt_ids, answer_ids, suffix_ids)
-        if not reconstruct:
-            return torch.stack([task, torch.zeros_like(task)])
-        marker, targets = self.reconstruction_targets(prompt_ids, reconstruct_max_tokens)
-        return torch.stack([task, self.answer_nll(prompt_ids, targets, marker)])
+        states, targets = self.answer_states(
+            prompt_ids, answer_ids, suffix_ids, teacher is not None
+        )
+        logits = self.head(states[-1]).float()
+        task = F.cross_entropy(logits, targets, reduction="sum")
+        zero = torch.zeros_like(task)
+        recon = distill = zero
+        if reconstruct:
+            marker, recon_targets = self.reconstruction_targets(prompt_ids, reconstruct_max_tokens)
+            recon = self.answer_nll(prompt_ids, recon_targets, marker)
+        if teacher is not None:
+            with torch.no_grad(), _eval_mode(teacher):
+                t_states, _ = teacher.answer_states(prompt_ids, answer_ids, suffix_ids, True)
+                t_logits = teacher.head(t_states[-1]).float()
+            scale = t_states.float().pow(2).mean(-1, keepdim=True).clamp_min(1e-6)
+            hidden = ((states.float() - t_states.float()).pow(2) / scale).mean(-1).mean(0).sum()
+            kl = F.kl_div(
+                logits.log_softmax(-1), t_logits.log_softmax(-1), log_target=True, reduction="sum"
+            )
+            distill = hidden + kl
+        return torch.stack([task, recon, distill])
 
     def loss(
         self,

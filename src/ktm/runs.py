@@ -90,6 +90,7 @@ class RunConfig:
     eval_batch_size: int = 32
     dtype: str = "float32"
     init_from: str | None = None
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -110,6 +111,20 @@ class RunConfig:
             data=dataclass_from_dict(DataConfig, d.pop("data"), "data config"),
             **d,
         )
+
+
+def load_teacher(path: str, student: KTMModel, dtype) -> KTMModel:
+    """A frozen teacher for distillation; it must share the student's base model shape."""
+    from .model import _base_info
+
+    folder = Path(path)
+    if (folder / "model" / "ktm_config.json").is_file():
+        folder = folder / "model"
+    teacher = KTMModel.from_pretrained(folder, dtype=dtype)
+    mine, theirs = _base_info(student.causal_lm), _base_info(teacher.causal_lm)
+    if mine != theirs:
+        raise KTMError(f"teacher {folder} has another base model shape ({theirs}) than {mine}")
+    return teacher
 
 
 def load_stages(data: DataConfig) -> list[Stage]:
@@ -168,6 +183,7 @@ def run_training(
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
     if cfg.init_from:
         model.init_from(cfg.init_from)
+    teacher = load_teacher(cfg.teacher, model, getattr(torch, cfg.dtype)) if cfg.teacher else None
     state = _write_run_config(out, cfg.to_dict())
     cfg.train.progress = progress
     t0 = time.perf_counter()
@@ -183,6 +199,7 @@ def run_training(
             cfg.metric,
             cfg.eval_batch_size,
             resume,
+            teacher=teacher,
         )
         reached = stages[len(summaries) - 1]
         if state.is_main_process:
@@ -204,6 +221,7 @@ def run_training(
             out,
             evaluate=evaluate,
             resume=resume,
+            teacher=teacher,
         )
         train_info = {
             "steps": result.steps_done,

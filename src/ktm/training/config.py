@@ -32,6 +32,7 @@ class TrainConfig:
         reconstruction_weight: weight of the auxiliary reconstruction loss (the model
             regenerates each compressed prompt from its merged prefix); 0 turns it off.
         reconstruction_max_tokens: reconstruct at most this many prompt tokens (None: all).
+        distill_weight: weight of distillation from a teacher model (see ``train(teacher=…)``).
         progress: show a progress bar.
     """
 
@@ -50,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     reconstruction_weight: float = 0.0
     reconstruction_max_tokens: int | None = None
+    distill_weight: float = 1.0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -75,6 +77,8 @@ class TrainConfig:
             raise KTMError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.reconstruction_weight < 0:
             raise KTMError(f"reconstruction_weight must be >= 0, got {self.reconstruction_weight}")
+        if self.distill_weight < 0:
+            raise KTMError(f"distill_weight must be >= 0, got {self.distill_weight}")
         if self.reconstruction_max_tokens is not None and self.reconstruction_max_tokens < 1:
             raise KTMError("reconstruction_max_tokens must be >= 1")
         if self.max_grad_norm < 0 or self.weight_decay < 0:

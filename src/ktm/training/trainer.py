@@ -68,6 +68,7 @@ def train(
     should_stop: StopRule | None = None,
     resume: bool = False,
     on_step: Callable[[dict], None] | None = None,
+    teacher: KTMModel | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``examples``; checkpoints and logs go to ``output_dir``.
 
@@ -77,6 +78,8 @@ def train(
 
     ``evaluate(model) -> metrics`` runs every ``config.eval_every`` steps and at the end (on
     every process; shard inside it); ``should_stop(metrics)`` ends the run early.
+    ``teacher`` (frozen, e.g. a trained K = 1 model on the same base) adds distillation,
+    weighted by ``config.distill_weight``.
     """
     out = Path(output_dir)
     ckpt_dir = out / "checkpoints"
@@ -170,17 +173,21 @@ def train(
         # Each loss is a mean over the global batch's tokens; DDP averages gradients over
         # processes, so scale by the world size.
         weights = torch.tensor(
-            [world / n_answer, world * config.reconstruction_weight / max(1, n_recon)],
+            [
+                world / n_answer,
+                world * config.reconstruction_weight / max(1, n_recon),
+                world * config.distill_weight / n_answer,
+            ],
             device=accelerator.device,
         )
         t_step = time.perf_counter()
-        loss_sum = torch.zeros(2, device=accelerator.device)
+        loss_sum = torch.zeros(3, device=accelerator.device)
         for m in range(config.grad_accum):
             local = batch[m * micro : (m + 1) * micro][rank::world]
             prompts, answers, suffixes = data.select(local)
             ctx = accelerator.no_sync(wrapped) if m < config.grad_accum - 1 else _null()
             with ctx:
-                summed = wrapped(prompts, answers, suffixes, recon, cap)
+                summed = wrapped(prompts, answers, suffixes, recon, cap, teacher)
                 accelerator.backward((summed * weights).sum())
             loss_sum += summed.detach()
         if config.max_grad_norm:
@@ -189,9 +196,9 @@ def train(
             )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        task_sum, recon_sum = accelerator.reduce(loss_sum, "sum").tolist()
+        task_sum, recon_sum, distill_sum = accelerator.reduce(loss_sum, "sum").tolist()
         loss = task_sum / n_answer
-        if not all(map(math.isfinite, (task_sum, recon_sum))):
+        if not all(map(math.isfinite, (task_sum, recon_sum, distill_sum))):
             raise KTMError(f"loss became {loss} at step {step + 1}; lower the learning rate")
         seconds = time.perf_counter() - t_step
         tokens = sum(len(data.prompt[i]) + len(data.suffix[i]) for i in batch)
@@ -200,6 +207,7 @@ def train(
             "step": step,
             "loss": round(loss, 6),
             **({"reconstruction_loss": round(recon_sum / n_recon, 6)} if recon else {}),
+            **({"distill_loss": round(distill_sum / n_answer, 6)} if teacher else {}),
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": round(seconds, 4),
             "prompt_tokens_per_s": round(tokens / seconds, 1),
