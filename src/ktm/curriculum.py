@@ -96,7 +96,7 @@ def run_curriculum(
             "stage": stage.name,
             "passed": final.get(metric, 0) >= stage.threshold,
             "steps": result.steps_done,
-            "seconds": round(result.seconds, 1),
+            "seconds": round(sum(r["seconds"] for r in result.history), 1),
             "metrics": final,
         }
         summaries.append(summary)
