@@ -302,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     bts.add_argument("--stage", default="small")
     bts.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     bts.add_argument("--lora-dropout", type=float, default=0.05)
+    bts.add_argument("--merger-hidden-factor", type=float, default=None)
     bts.add_argument("--out", required=True, help="JSON file for the raw results")
     bts.set_defaults(func=cmd_bench_train_speed)
 
@@ -479,6 +480,7 @@ def cmd_bench_train_speed(args: argparse.Namespace) -> int:
         stage=args.stage,
         dtype=getattr(torch, args.dtype),
         lora_dropout=args.lora_dropout,
+        merger_hidden_factor=args.merger_hidden_factor,
     )
     write_json_atomic(
         args.out,

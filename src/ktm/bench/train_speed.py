@@ -15,6 +15,7 @@ import torch
 from ..config import KTMConfig
 from ..model import KTMModel
 from ..tasks.tree import generate_split
+from ..training.trainer import make_optimizer
 
 
 def train_speed_benchmark(
@@ -27,15 +28,20 @@ def train_speed_benchmark(
     dtype: torch.dtype = torch.float32,
     lora_dropout: float = 0.05,
     seed: int = 0,
+    merger_hidden_factor: float | None = None,
 ) -> list[dict]:
     rows = generate_split(stage, max(200, batch_size * (steps + warmup)), seed, balance=True)
     arms = {}
     for k in ks:
         torch.manual_seed(seed)
-        model = KTMModel.from_base(base, KTMConfig(k=k, lora_dropout=lora_dropout), dtype=dtype)
+        model = KTMModel.from_base(
+            base,
+            KTMConfig(k=k, lora_dropout=lora_dropout, merger_hidden_factor=merger_hidden_factor),
+            dtype=dtype,
+        )
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
-        arms[k] = (model, params, torch.optim.AdamW(params, lr=1e-4))
+        arms[k] = (model, params, make_optimizer([{"params": params, "lr": 1e-4}], 0.0))
     first = next(iter(arms.values()))[0]
     prompts, _ = first.encode_prompts([r.prompt for r in rows])
     answers = first.encode_answers([r.label for r in rows])
@@ -66,6 +72,7 @@ def train_speed_benchmark(
                 "stage": stage,
                 "dtype": str(dtype).split(".")[-1],
                 "lora_dropout": lora_dropout,
+                "merger_hidden_factor": merger_hidden_factor,
                 "steps": steps,
                 "median_step_s": round(statistics.median(times[k]), 4),
                 "prompt_tokens_per_s": round(tok_s, 1),
