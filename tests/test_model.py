@@ -167,3 +167,18 @@ def test_classify_picks_a_choice(make_model):
     model = make_model(k=2)
     preds = model.classify(PROMPTS, ["true", "false"])
     assert len(preds) == 3 and set(preds) <= {0, 1}
+
+
+def test_training_attention_switches_only_for_bf16_on_cpu(tiny_model_dir):
+    from ktm import KTMConfig, KTMModel
+
+    bf16 = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=2), dtype=torch.bfloat16)
+    assert bf16.causal_lm.config._attn_implementation == "sdpa"
+    with bf16.training_attention():
+        assert bf16.causal_lm.config._attn_implementation == "eager"
+        loss = bf16.loss(PROMPTS[:2], ["true", "false"])
+        loss.backward()
+    assert bf16.causal_lm.config._attn_implementation == "sdpa"
+    fp32 = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=2))
+    with fp32.training_attention():
+        assert fp32.causal_lm.config._attn_implementation == "sdpa"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -155,6 +156,29 @@ class KTMModel(nn.Module):
     def max_positions(self) -> int | None:
         cfg = self.causal_lm.config.get_text_config()
         return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+
+    @contextmanager
+    def training_attention(self) -> Iterator[None]:
+        """Attention kernel for training, restored afterwards.
+
+        With bf16 weights on CPU, eager attention trains ~1.5x faster than SDPA, whose bf16
+        backward is slow there (measured: 19% of a K = 4 step); elsewhere nothing changes.
+        """
+        lm = self.causal_lm
+        before = getattr(lm.config, "_attn_implementation", None)
+        switch = (
+            self.device.type == "cpu"
+            and self.causal_lm.get_input_embeddings().weight.dtype == torch.bfloat16
+            and before == "sdpa"
+            and hasattr(lm, "set_attn_implementation")
+        )
+        if switch:
+            lm.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            if switch:
+                lm.set_attn_implementation(before)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """(…,) long -> (…, d): the base model's input embedding (frozen)."""

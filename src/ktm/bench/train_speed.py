@@ -54,8 +54,9 @@ def train_speed_benchmark(
             tokens.append(sum(len(x) for x in p))
         for k, (model, params, opt) in arms.items():
             t0 = time.perf_counter()
-            loss = model.answer_nll(p, a) / sum(len(x) for x in a)
-            loss.backward()
+            with model.training_attention():
+                loss = model.answer_nll(p, a) / sum(len(x) for x in a)
+                loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)

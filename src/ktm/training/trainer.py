@@ -157,71 +157,77 @@ def train(
         model.train()
         return bool(should_stop and should_stop(metrics))
 
-    t0 = time.perf_counter()
-    step = start
-    stop = bool(result.evals and should_stop and should_stop(result.evals[-1]))
-    while step < config.steps and not stop:
-        # Dropout masks depend only on (seed, step, rank): resume replays them exactly.
-        torch.manual_seed(config.seed * 1_000_003 + step * world + rank)
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * config.lr_factor(step)
-        batch = order.take(step * config.batch_size, config.batch_size)
-        n_answer = sum(len(data.answer[i]) for i in batch)
-        recon = config.reconstruction_weight > 0
-        cap = config.reconstruction_max_tokens
-        n_recon = sum(len(data.prompt[i][:cap] if cap else data.prompt[i]) for i in batch)
-        # Each loss is a mean over the global batch's tokens; DDP averages gradients over
-        # processes, so scale by the world size.
-        weights = torch.tensor(
-            [
-                world / n_answer,
-                world * config.reconstruction_weight / max(1, n_recon),
-                world * config.distill_weight / n_answer,
-            ],
-            device=accelerator.device,
-        )
-        t_step = time.perf_counter()
-        loss_sum = torch.zeros(3, device=accelerator.device)
-        for m in range(config.grad_accum):
-            local = batch[m * micro : (m + 1) * micro][rank::world]
-            prompts, answers, suffixes = data.select(local)
-            ctx = accelerator.no_sync(wrapped) if m < config.grad_accum - 1 else _null()
-            with ctx:
-                summed = wrapped(prompts, answers, suffixes, recon, cap, teacher)
-                accelerator.backward((summed * weights).sum())
-            loss_sum += summed.detach()
-        if config.max_grad_norm:
-            accelerator.clip_grad_norm_(
-                [p for g in groups for p in g["params"]], config.max_grad_norm
+    with model.training_attention():  # the fastest kernel for training here
+        t0 = time.perf_counter()
+        step = start
+        stop = bool(result.evals and should_stop and should_stop(result.evals[-1]))
+        while step < config.steps and not stop:
+            # Dropout masks depend only on (seed, step, rank): resume replays them exactly.
+            torch.manual_seed(config.seed * 1_000_003 + step * world + rank)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * config.lr_factor(step)
+            batch = order.take(step * config.batch_size, config.batch_size)
+            n_answer = sum(len(data.answer[i]) for i in batch)
+            recon = config.reconstruction_weight > 0
+            cap = config.reconstruction_max_tokens
+            n_recon = sum(len(data.prompt[i][:cap] if cap else data.prompt[i]) for i in batch)
+            # Each loss is a mean over the global batch's tokens; DDP averages gradients over
+            # processes, so scale by the world size.
+            weights = torch.tensor(
+                [
+                    world / n_answer,
+                    world * config.reconstruction_weight / max(1, n_recon),
+                    world * config.distill_weight / n_answer,
+                ],
+                device=accelerator.device,
             )
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        task_sum, recon_sum, distill_sum = accelerator.reduce(loss_sum, "sum").tolist()
-        loss = task_sum / n_answer
-        if not all(map(math.isfinite, (task_sum, recon_sum, distill_sum))):
-            raise KTMError(f"loss became {loss} at step {step + 1}; lower the learning rate")
-        seconds = time.perf_counter() - t_step
-        tokens = sum(len(data.prompt[i]) + len(data.suffix[i]) for i in batch)
-        step += 1
-        record = {
-            "step": step,
-            "loss": round(loss, 6),
-            **({"reconstruction_loss": round(recon_sum / n_recon, 6)} if recon else {}),
-            **({"distill_loss": round(distill_sum / n_answer, 6)} if teacher else {}),
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": round(seconds, 4),
-            "prompt_tokens_per_s": round(tokens / seconds, 1),
-        }
-        result.history.append(record)
-        if on_step:
-            on_step(record)
-        if bar:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / seconds:.0f}")
-        if config.eval_every and step % config.eval_every == 0:
-            stop = run_eval(step)
-        if config.save_every and step % config.save_every == 0 and step < config.steps and not stop:
-            checkpoint(step)
+            t_step = time.perf_counter()
+            loss_sum = torch.zeros(3, device=accelerator.device)
+            for m in range(config.grad_accum):
+                local = batch[m * micro : (m + 1) * micro][rank::world]
+                prompts, answers, suffixes = data.select(local)
+                ctx = accelerator.no_sync(wrapped) if m < config.grad_accum - 1 else _null()
+                with ctx:
+                    summed = wrapped(prompts, answers, suffixes, recon, cap, teacher)
+                    accelerator.backward((summed * weights).sum())
+                loss_sum += summed.detach()
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(
+                    [p for g in groups for p in g["params"]], config.max_grad_norm
+                )
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            task_sum, recon_sum, distill_sum = accelerator.reduce(loss_sum, "sum").tolist()
+            loss = task_sum / n_answer
+            if not all(map(math.isfinite, (task_sum, recon_sum, distill_sum))):
+                raise KTMError(f"loss became {loss} at step {step + 1}; lower the learning rate")
+            seconds = time.perf_counter() - t_step
+            tokens = sum(len(data.prompt[i]) + len(data.suffix[i]) for i in batch)
+            step += 1
+            record = {
+                "step": step,
+                "loss": round(loss, 6),
+                **({"reconstruction_loss": round(recon_sum / n_recon, 6)} if recon else {}),
+                **({"distill_loss": round(distill_sum / n_answer, 6)} if teacher else {}),
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": round(seconds, 4),
+                "prompt_tokens_per_s": round(tokens / seconds, 1),
+            }
+            result.history.append(record)
+            if on_step:
+                on_step(record)
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / seconds:.0f}")
+            if config.eval_every and step % config.eval_every == 0:
+                stop = run_eval(step)
+            if (
+                config.save_every
+                and step % config.save_every == 0
+                and step < config.steps
+                and not stop
+            ):
+                checkpoint(step)
     if bar:
         bar.close()
     if evaluate is not None and (not result.evals or result.evals[-1]["step"] != step):
