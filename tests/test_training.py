@@ -225,3 +225,19 @@ def test_recipe_round_trips_through_saved_run_config(tiny_model_dir, tmp_path):
     back = RunConfig.from_dict(saved)
     assert back.to_dict() == cfg.to_dict()
     assert back.train.reconstruction_weight == 0.5 and back.ktm.lora_r == 8
+
+
+def test_block_distillation_aligns_positions(tiny_model_dir, tmp_path):
+    student = _model(tiny_model_dir, lora_dropout=0.0)
+    teacher = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=1))
+    prompts, _ = student.encode_prompts(["one two three four five six seven"])
+    answers = student.encode_answers(["true"])
+    s_states, _ = student.answer_states(prompts, answers, None, True, align_k=4)
+    t_states, _ = teacher.answer_states(prompts, answers, None, True, align_k=4)
+    n_blocks = -(-len(prompts[0]) // 4)
+    assert s_states.shape == t_states.shape
+    assert s_states.shape[1] == n_blocks + len(answers[0])
+    cfg = _cfg(steps=25, lr=2e-2, save_every=0, distill_blocks=True)
+    result = train(student, EXAMPLES, cfg, tmp_path / "run", teacher=teacher)
+    distill = [r["distill_loss"] for r in result.history]
+    assert sum(distill[-5:]) / 5 < sum(distill[:5]) / 5 * 0.8

@@ -96,6 +96,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "--distill-weight", type=float, default=1.0, help="weight of distillation from --teacher"
     )
     g.add_argument(
+        "--distill-blocks",
+        action="store_true",
+        help="distil every compressed position too, not only the answer",
+    )
+    g.add_argument(
         "--reconstruction-max-tokens",
         type=_positive_int,
         default=None,

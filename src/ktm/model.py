@@ -257,11 +257,15 @@ class KTMModel(nn.Module):
         answer_ids: Sequence[Sequence[int]],
         suffix_ids: Sequence[Sequence[int]] | None = None,
         all_layers: bool = False,
+        align_k: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden states at the M positions that predict answer tokens, and those tokens.
 
-        Returns (states, targets): states (L, M, d) — every layer's output if ``all_layers``,
-        else only the final (normed) one, L = 1 — and targets (M,) long.
+        Returns (states, targets): states (L, A + M, d) — every layer's output if
+        ``all_layers``, else only the final (normed) one, L = 1 — and targets (M,) long.
+        With ``align_k``, the A states first are those at the end of each K-block of the
+        prompt (the compressed position of a K = ``align_k`` model, or the block's last
+        token in a less compressed one), so that models of different K line up.
         """
         batch = self.compress_ids(prompt_ids, suffix_ids, answer_ids)
         out = self.decoder(
@@ -273,6 +277,13 @@ class KTMModel(nn.Module):
         )
         layers = out.hidden_states[1:] if all_layers else (out.last_hidden_state,)
         rows, cols, targets = [], [], []
+        if align_k is not None:
+            for i, p in enumerate(prompt_ids):
+                first = batch.answer_start[i] - batch.tokens_out[i]  # row's first position
+                for j in range(-(-len(p) // align_k)):
+                    end = min(align_k * (j + 1), len(p))  # tokens covered up to this block
+                    rows.append(i)
+                    cols.append(first + -(-end // self.k) - 1)
         for i, (start, ans) in enumerate(zip(batch.answer_start, batch.answer_ids)):
             rows += [i] * len(ans)
             cols += range(start - 1, start - 1 + len(ans))
@@ -314,19 +325,24 @@ class KTMModel(nn.Module):
         reconstruct: bool = False,
         reconstruct_max_tokens: int | None = None,
         teacher: KTMModel | None = None,
+        distill_blocks: bool = False,
     ) -> torch.Tensor:
         """Training losses as a (3,) tensor of sums over answer tokens:
         [answer cross entropy, reconstruction cross entropy, distillation].
 
         ``reconstruct`` adds a pass that regenerates each compressed prompt from its merged
-        prefix. ``teacher`` (e.g. a trained K = 1 model) adds distillation at the answer
-        positions: every layer's hidden state (squared error relative to the teacher's
-        mean square) plus the KL divergence of the answer distributions. Unused entries are 0.
+        prefix. ``teacher`` (e.g. a K = 1 model) adds distillation: every layer's hidden state
+        (squared error relative to the teacher's mean square) at the answer positions — and,
+        with ``distill_blocks``, at every compressed position against the teacher's state at
+        the last token of the same block — plus the KL divergence of the answer
+        distributions. Unused entries are 0.
         """
+        align = self.k if (teacher is not None and distill_blocks) else None
         states, targets = self.answer_states(
-            prompt_ids, answer_ids, suffix_ids, teacher is not None
+            prompt_ids, answer_ids, suffix_ids, teacher is not None, align
         )
-        logits = self.head(states[-1]).float()
+        m = targets.shape[0]
+        logits = self.head(states[-1, -m:]).float()
         task = F.cross_entropy(logits, targets, reduction="sum")
         zero = torch.zeros_like(task)
         recon = distill = zero
@@ -335,10 +351,11 @@ class KTMModel(nn.Module):
             recon = self.answer_nll(prompt_ids, recon_targets, marker)
         if teacher is not None:
             with torch.no_grad(), _eval_mode(teacher):
-                t_states, _ = teacher.answer_states(prompt_ids, answer_ids, suffix_ids, True)
-                t_logits = teacher.head(t_states[-1]).float()
+                t_states, _ = teacher.answer_states(prompt_ids, answer_ids, suffix_ids, True, align)
+                t_logits = teacher.head(t_states[-1, -m:]).float()
             scale = t_states.float().pow(2).mean(-1, keepdim=True).clamp_min(1e-6)
-            hidden = ((states.float() - t_states.float()).pow(2) / scale).mean(-1).mean(0).sum()
+            err = ((states.float() - t_states.float()).pow(2) / scale).mean(-1).mean(0)
+            hidden = err.mean() * m  # per answer token, like the other entries
             kl = F.kl_div(
                 logits.log_softmax(-1), t_logits.log_softmax(-1), log_target=True, reduction="sum"
             )

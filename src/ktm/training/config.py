@@ -33,6 +33,8 @@ class TrainConfig:
             regenerates each compressed prompt from its merged prefix); 0 turns it off.
         reconstruction_max_tokens: reconstruct at most this many prompt tokens (None: all).
         distill_weight: weight of distillation from a teacher model (see ``train(teacher=…)``).
+        distill_blocks: distil hidden states at every compressed position too (against the
+            teacher's state at the last token of each block), not only at the answer.
         progress: show a progress bar.
     """
 
@@ -52,6 +54,7 @@ class TrainConfig:
     reconstruction_weight: float = 0.0
     reconstruction_max_tokens: int | None = None
     distill_weight: float = 1.0
+    distill_blocks: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -188,7 +188,9 @@ def train(
                 prompts, answers, suffixes = data.select(local)
                 ctx = accelerator.no_sync(wrapped) if m < config.grad_accum - 1 else _null()
                 with ctx:
-                    summed = wrapped(prompts, answers, suffixes, recon, cap, teacher)
+                    summed = wrapped(
+                        prompts, answers, suffixes, recon, cap, teacher, config.distill_blocks
+                    )
                     accelerator.backward((summed * weights).sum())
                 loss_sum += summed.detach()
             if config.max_grad_norm:
