@@ -14,7 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A saved tiny model folder: random weights, real tokenizer (no download)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from ktm.base_models import _GGUF_NAME, _gguf_path
 
@@ -22,21 +22,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     gguf = _gguf_path()
     assert gguf.name == _GGUF_NAME
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
+    model = _llama(tokenizer, hidden=64, heads=4, kv_heads=2)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -65,3 +52,33 @@ def make_model(tiny_model_dir):
         return KTMModel.from_base(str(tiny_model_dir), KTMConfig(**cfg))
 
     return make
+
+
+@pytest.fixture
+def other_shape_base(tiny_model_dir):
+    """A base model of another shape (hidden 32) with the same tokenizer: (model, tokenizer)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    return _llama(tok, hidden=32, heads=2, kv_heads=2), tok
+
+
+def _llama(tokenizer, hidden: int, heads: int, kv_heads: int):
+    """A random 2-layer Llama with ``tokenizer``'s vocabulary and special tokens."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=2,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )

@@ -130,21 +130,10 @@ def test_save_load_roundtrip_identical(make_model, tiny_model_dir, tmp_path):
     assert torch.equal(loaded.next_token_logits(PROMPTS), before)
 
 
-def test_load_refuses_other_base_model(make_model, tmp_path):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
+def test_load_refuses_other_base_model(make_model, other_shape_base, tmp_path):
     model = make_model(k=2)
     model.save_pretrained(tmp_path / "ckpt")
-    tok = AutoTokenizer.from_pretrained(model.base_model)
-    other = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-        )
-    )
+    other, tok = other_shape_base
     with pytest.raises(KTMError, match="hidden_size 64"):
         KTMModel.from_pretrained(tmp_path / "ckpt", causal_lm=other, tokenizer=tok)
 

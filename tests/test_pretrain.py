@@ -60,23 +60,13 @@ def test_task_run_starts_from_pretrained_merger(pretrained, tiny_model_dir, tmp_
     assert torch.allclose(model.next_token_logits(prompts), saved.next_token_logits(prompts))
 
 
-def test_pretrained_merger_refused_for_other_k_or_base(pretrained, tiny_model_dir, tmp_path):
+def test_pretrained_merger_refused_for_other_k_or_base(
+    pretrained, tiny_model_dir, other_shape_base
+):
     other_k = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=2))
     with pytest.raises(KTMError, match="k=4"):
         other_k.init_from(pretrained)
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    small = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-        )
-    )
-    other_base = KTMModel.from_model(small, tok, KTMConfig(k=4))
+    other_base = KTMModel.from_model(*other_shape_base, KTMConfig(k=4))
     with pytest.raises(KTMError, match="hidden_size"):
         other_base.init_from(pretrained)
 
