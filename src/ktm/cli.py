@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .config import DTYPES
 from .errors import KTMError
 
 EXIT_USAGE = 2
@@ -61,7 +62,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--dtype",
         default="float32",
-        choices=["float32", "bfloat16"],
+        choices=DTYPES,
         help="dtype of the frozen base weights (merger and LoRA stay float32)",
     )
 
@@ -129,6 +130,20 @@ def _add_curriculum_options(p: argparse.ArgumentParser) -> None:
         choices=["balanced_accuracy", "accuracy"],
         help="metric a stage must pass",
     )
+
+
+def _add_speed_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the speed benchmarks."""
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--k", default="1,4", help="comma-separated K values")
+    p.add_argument("--dtype", default="float32", choices=DTYPES)
+    p.add_argument(
+        "--merger-hidden-factor",
+        type=float,
+        default=None,
+        help="MLP width c (default: the paper's)",
+    )
+    p.add_argument("--out", required=True, help="JSON file for the raw results")
 
 
 def _add_start_options(p: argparse.ArgumentParser) -> None:
@@ -284,31 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     bt.set_defaults(func=cmd_bench_tree)
 
     bs = bench_sub.add_parser("speed", help="time to first token and prefill time per K")
-    bs.add_argument("--model", default="smollm2-135m")
-    bs.add_argument("--k", default="1,4", help="comma-separated K values")
+    _add_speed_options(bs)
     bs.add_argument("--lengths", default="512,2048", help="prompt lengths in tokens")
     bs.add_argument("--batch-sizes", default="1")
     bs.add_argument("--repeats", type=_positive_int, default=5)
-    bs.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    bs.add_argument(
-        "--merger-hidden-factor",
-        type=float,
-        default=None,
-        help="MLP width c (default: the paper's)",
-    )
-    bs.add_argument("--out", required=True, help="JSON file for the raw results")
     bs.set_defaults(func=cmd_bench_speed)
 
     bts = bench_sub.add_parser("train-speed", help="training throughput per K (tokens/s)")
-    bts.add_argument("--model", default="smollm2-135m")
-    bts.add_argument("--k", default="1,4")
+    _add_speed_options(bts)
     bts.add_argument("--steps", type=_positive_int, default=10)
     bts.add_argument("--batch-size", type=_positive_int, default=16)
     bts.add_argument("--stage", default="small")
-    bts.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     bts.add_argument("--lora-dropout", type=float, default=0.05)
-    bts.add_argument("--merger-hidden-factor", type=float, default=None)
-    bts.add_argument("--out", required=True, help="JSON file for the raw results")
     bts.set_defaults(func=cmd_bench_train_speed)
 
     for p in (data, tree, tr, pre, ev, gen, bench, bt, bs, bts):
@@ -537,18 +539,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoint_dir(path: str) -> Path:
-    p = Path(path)
-    if (p / "model" / "ktm_config.json").is_file():
-        return p / "model"
-    return p
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint: accuracy, balanced accuracy, F1 of the positive label, majority."""
     from .evaluation import evaluate_classification
     from .io_utils import write_json_atomic
-    from .model import KTMModel
+    from .model import KTMModel, checkpoint_folder
     from .report import CLASSIFICATION_COLUMNS, format_table
     from .runs import load_stages
     from .tasks import get_task
@@ -556,7 +551,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = _data_config(args)
     task = get_task(data.task)
     stages = load_stages(data)
-    ckpt = _checkpoint_dir(args.checkpoint)
+    ckpt = checkpoint_folder(args.checkpoint)
     model = KTMModel.from_pretrained(ckpt)
     rows = list(stages[-1].test if args.split == "test" else stages[-1].train)
     rows = rows[: args.limit] if args.limit else rows
@@ -572,7 +567,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Compress each prompt, generate with a KV cache, print the answers."""
-    from .model import KTMModel
+    from .model import KTMModel, checkpoint_folder
     from .sampling import SamplingConfig
 
     if args.suffix is not None and len(args.suffix) != len(args.prompt):
@@ -588,7 +583,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         seed=args.seed,
     )
-    model = KTMModel.from_pretrained(_checkpoint_dir(args.checkpoint))
+    model = KTMModel.from_pretrained(checkpoint_folder(args.checkpoint))
     batch = model.compress(args.prompt, args.suffix)
     ids = model.generate_ids(batch, sampling)
     texts = model.tokenizer.batch_decode(ids, skip_special_tokens=True)

@@ -10,6 +10,7 @@ from .errors import KTMError
 
 MERGERS = ("mlp", "mean")
 MERGER_INITS = ("mean", "random")
+DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
 
 
 def paper_hidden_factor(k: int) -> float:

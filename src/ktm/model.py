@@ -56,6 +56,12 @@ def _base_info(causal_lm: nn.Module) -> dict:
     }
 
 
+def checkpoint_folder(path: str | Path) -> Path:
+    """A saved model folder, or a run folder whose ``model/`` holds one."""
+    path = Path(path)
+    return path / "model" if (path / "model" / CONFIG_NAME).is_file() else path
+
+
 def _check_base(path: Path, expected: dict, actual: dict, name: str) -> None:
     """Refuse a checkpoint made for a base model of another shape."""
     for key in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size"):
@@ -496,9 +502,7 @@ class KTMModel(nn.Module):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        path = Path(path)
-        if (path / "model" / CONFIG_NAME).is_file():
-            path = path / "model"
+        path = checkpoint_folder(path)
         meta = read_json(path / CONFIG_NAME, "ktm config")
         _check_base(
             path, meta.get("base_model_info", {}), _base_info(self.causal_lm), self.base_model

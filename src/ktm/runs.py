@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import KTMConfig, dataclass_from_dict
+from .config import DTYPES, KTMConfig, dataclass_from_dict
 from .curriculum import Stage, run_curriculum
 from .distributed import process_state
 from .errors import KTMError
@@ -24,7 +24,18 @@ from .tasks.tree import generate_split, get_stage
 from .training import TrainConfig, train
 
 DEFAULT_METRIC = "balanced_accuracy"
-DTYPES = ("float32", "bfloat16")
+
+
+def _check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise KTMError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+def _run_dict(cfg) -> dict:
+    """A run config as written to ``config.json``; display-only options left out."""
+    d = dataclasses.asdict(cfg)
+    d["train"].pop("progress", None)
+    return d
 
 
 @dataclass
@@ -93,13 +104,10 @@ class RunConfig:
     teacher: str | None = None
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise KTMError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        _check_dtype(self.dtype)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["train"].pop("progress", None)  # display only; not part of what was computed
-        return d
+        return _run_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -115,15 +123,11 @@ class RunConfig:
 
 def load_teacher(path: str, student: KTMModel, dtype) -> KTMModel:
     """A frozen teacher for distillation; it must share the student's base model shape."""
-    from .model import _base_info
+    from .model import _base_info, _check_base, checkpoint_folder
 
-    folder = Path(path)
-    if (folder / "model" / "ktm_config.json").is_file():
-        folder = folder / "model"
+    folder = checkpoint_folder(path)
     teacher = KTMModel.from_pretrained(folder, dtype=dtype)
-    mine, theirs = _base_info(student.causal_lm), _base_info(teacher.causal_lm)
-    if mine != theirs:
-        raise KTMError(f"teacher {folder} has another base model shape ({theirs}) than {mine}")
+    _check_base(folder, _base_info(teacher.causal_lm), _base_info(student.causal_lm), "the student")
     return teacher
 
 
@@ -267,15 +271,12 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if not self.texts:
             raise KTMError("give at least one text file (--text)")
-        if self.dtype not in DTYPES:
-            raise KTMError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        _check_dtype(self.dtype)
         if self.max_chunks <= self.holdout_chunks:
             raise KTMError("max_chunks must exceed holdout_chunks")
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["train"].pop("progress", None)
-        return d
+        return _run_dict(self)
 
 
 def _check_run_dir(out: Path, config: dict, resume: bool) -> None:
@@ -305,9 +306,9 @@ def reconstruction_nll(model: KTMModel, examples, batch_size: int = 16) -> dict:
     """Per-token reconstruction loss on held-out chunks."""
     import torch
 
-    from .training.trainer import _tokenize
+    from .training.trainer import tokenize_examples
 
-    data = _tokenize(model, examples)
+    data = tokenize_examples(model, examples)
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(examples), batch_size):

@@ -49,7 +49,7 @@ class _Tokenized:
         )
 
 
-def _tokenize(model: KTMModel, examples: Sequence[Example]) -> _Tokenized:
+def tokenize_examples(model: KTMModel, examples: Sequence[Example]) -> _Tokenized:
     if not examples:
         raise KTMError("no training examples")
     has_suffix = any(e.suffix for e in examples)
@@ -97,7 +97,7 @@ def train(
             "the model has nothing to train; build it with KTMModel.from_base or load it with "
             "KTMModel.from_pretrained(path, trainable=True)"
         )
-    data = _tokenize(model, examples)
+    data = tokenize_examples(model, examples)
     order = SampleOrder(len(examples), config.seed)
     lora = [
         p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("merger.")
