@@ -30,6 +30,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tokenizer(tiny_model_dir):
+    """The real SmolLM2 tokenizer (from the tiny model's folder)."""
+    from ktm.base_models import load_tokenizer
+
+    return load_tokenizer(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
 def tiny_base(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

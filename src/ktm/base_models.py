@@ -100,6 +100,20 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def load_tokenizer(name: str):
+    """The tokenizer of base model ``name`` (with a pad token), without loading weights."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise KTMError(f"could not load the tokenizer of {name!r} from {path}: {e}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_base(name: str, dtype: "torch.dtype | None" = None):  # noqa: F821
     """Load (causal LM, tokenizer) for ``name``; the tokenizer always has a pad token."""
     import torch

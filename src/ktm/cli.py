@@ -161,8 +161,64 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
 
 def _add_data_options(p: argparse.ArgumentParser, for_training: bool) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--task", default="tree", help="registered task name")
-    g.add_argument("--data", default=None, help="folder with train.jsonl / test.jsonl")
+    g.add_argument(
+        "--task", default="tree", help="tree, amazon, commitpack or custom (your own file)"
+    )
+    g.add_argument(
+        "--data",
+        default=None,
+        help="folder with train/test .jsonl or .csv (amazon, commitpack: default "
+        "$KTM_DATA_DIR/amazon_reviews, $KTM_DATA_DIR/commitpack)",
+    )
+    g.add_argument("--train-file", default=None, help="training split file (overrides --data)")
+    g.add_argument("--test-file", default=None, help="test split file (overrides --data)")
+    g.add_argument("--data-format", default=None, choices=["jsonl", "csv"])
+    g.add_argument("--hub", action="store_true", help="read the task's Hugging Face dataset")
+    g.add_argument(
+        "--category", default=None, help="hub config: Amazon category / CommitPackFT language"
+    )
+    g.add_argument(
+        "--template",
+        default=None,
+        help="prompt template over record fields, e.g. 'Review: {text}, Label:' (custom)",
+    )
+    g.add_argument(
+        "--suffix-template", default=None, help="uncompressed part after the prompt, e.g. '{q}'"
+    )
+    g.add_argument("--answer-field", default="answer", help="field with the answer (custom)")
+    g.add_argument(
+        "--labels",
+        default=None,
+        help="comma-separated label set: a custom classification task (none: generation)",
+    )
+    g.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
+    g.add_argument("--max-train", type=_positive_int, default=None, help="training examples")
+    g.add_argument("--max-test", type=_positive_int, default=None, help="test examples")
+    g.add_argument(
+        "--max-prompt-tokens",
+        type=_positive_int,
+        default=None,
+        help="longest prompt in tokens before compression (see --truncation)",
+    )
+    g.add_argument(
+        "--max-answer-tokens",
+        type=_positive_int,
+        default=None,
+        help="drop rows whose answer is longer (answers are never cut)",
+    )
+    g.add_argument(
+        "--truncation",
+        default="head",
+        choices=["head", "tail", "skip"],
+        help="over-long prompt: keep the start of the long field, keep its end, or drop the row",
+    )
+    g.add_argument("--truncate-field", default=None, help="the field cut to fit")
+    g.add_argument(
+        "--gen-limit",
+        type=int,
+        default=32,
+        help="generation tasks: test examples scored by greedy generation",
+    )
     g.add_argument(
         "--stages",
         default="small",
@@ -368,7 +424,15 @@ def _data_config(args: argparse.Namespace):
     from .runs import DataConfig
 
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    return _pick(DataConfig, args, data_dir=args.data, stages=stages, balance=not args.no_balance)
+    labels = [v.strip() for v in args.labels.split(",") if v.strip()] if args.labels else None
+    return _pick(
+        DataConfig,
+        args,
+        data_dir=args.data,
+        stages=stages,
+        balance=not args.no_balance,
+        labels=labels,
+    )
 
 
 def _run_config(args: argparse.Namespace):
@@ -526,40 +590,53 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train; writes config.json, checkpoints/, train_log.jsonl, metrics.json and model/."""
-    from .report import CLASSIFICATION_COLUMNS, format_table
+    from .report import format_table, metric_columns
     from .runs import run_training
+    from .tasks import get_task
 
     cfg = _run_config(args)
     result = run_training(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     from .distributed import process_state
 
     if process_state().is_main_process:
-        print(format_table([result["test"]], CLASSIFICATION_COLUMNS))
+        kind = get_task(cfg.data.task).with_data(cfg.data).kind
+        print(format_table([result["test"]], metric_columns(kind)))
         print(f"ktm: model saved to {Path(args.out) / 'model'}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a checkpoint: accuracy, balanced accuracy, F1 of the positive label, majority."""
-    from .evaluation import evaluate_classification
+    """Evaluate a checkpoint: classification (accuracy, balanced accuracy, F1, majority
+    baseline) or generation (perplexity, exact match, edit similarity) metrics."""
+    from .evaluation import evaluate_task
     from .io_utils import write_json_atomic
     from .model import KTMModel, checkpoint_folder
-    from .report import CLASSIFICATION_COLUMNS, format_table
+    from .report import format_table, metric_columns
     from .runs import load_stages
     from .tasks import get_task
 
     data = _data_config(args)
-    task = get_task(data.task)
-    stages = load_stages(data)
+    task = get_task(data.task).with_data(data)
     ckpt = checkpoint_folder(args.checkpoint)
     model = KTMModel.from_pretrained(ckpt)
+    stages, data_info = load_stages(data, model.tokenizer)
     rows = list(stages[-1].test if args.split == "test" else stages[-1].train)
     rows = rows[: args.limit] if args.limit else rows
-    metrics = evaluate_classification(model, task, rows, args.eval_batch_size, progress=True)
+    metrics = evaluate_task(
+        model,
+        task,
+        rows,
+        args.eval_batch_size,
+        data.gen_limit,
+        data.max_answer_tokens,
+        progress=True,
+    )
     metrics.update(
         {"checkpoint": str(ckpt), "k": model.k, "split": args.split, "stage": stages[-1].name}
     )
-    print(format_table([metrics], CLASSIFICATION_COLUMNS))
+    if data_info:
+        metrics["data"] = data_info
+    print(format_table([metrics], metric_columns(task.kind)))
     if args.out:
         write_json_atomic(args.out, metrics)
     return 0

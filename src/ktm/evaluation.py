@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import torch
 
 from .distributed import process_state
-from .metrics import classification_metrics
+from .metrics import classification_metrics, generation_metrics
 from .model import KTMModel
-from .tasks.base import ClassificationTask, LabeledExample
+from .tasks.base import LabeledExample, Task
 
 
 def predict_labels(
@@ -38,7 +38,7 @@ def predict_labels(
 
 def evaluate_classification(
     model: KTMModel,
-    task: ClassificationTask,
+    task: Task,
     examples: Sequence[LabeledExample],
     batch_size: int = 32,
     progress: bool = False,
@@ -49,9 +49,7 @@ def evaluate_classification(
     """
     from accelerate.utils import gather_object
 
-    state = process_state()
-    world, rank = state.num_processes, state.process_index
-    mine = list(range(rank, len(examples), world))
+    world, _, mine = _shard(len(examples))
     t0 = time.perf_counter()
     with torch.no_grad():
         preds = predict_labels(
@@ -64,3 +62,88 @@ def evaluate_classification(
     metrics = classification_metrics(ordered, [e.label for e in examples], task.positive)
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
     return metrics
+
+
+def _shard(n: int) -> tuple[int, int, list[int]]:
+    state = process_state()
+    return (
+        state.num_processes,
+        state.process_index,
+        list(range(state.process_index, n, state.num_processes)),
+    )
+
+
+def evaluate_generation(
+    model: KTMModel,
+    examples: Sequence[LabeledExample],
+    batch_size: int = 8,
+    gen_limit: int = 32,
+    max_new_tokens: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """Perplexity of the reference answers (answer tokens only, EOS included) over all
+    ``examples``; greedy generation on the first ``gen_limit``: exact match, edit similarity.
+
+    Generation runs to the reference length + 16 tokens unless ``max_new_tokens`` is given.
+    """
+    import math
+
+    from accelerate.utils import gather_object
+
+    from .sampling import SamplingConfig
+
+    world, _, mine = _shard(len(examples))
+    t0 = time.perf_counter()
+    has_suffix = any(e.suffix for e in examples)
+    nll, count, generated = 0.0, 0, []
+    steps = range(0, len(mine), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="eval", unit="batch", leave=False)
+    with torch.no_grad():
+        for start in steps:
+            chunk = [examples[i] for i in mine[start : start + batch_size]]
+            suffixes = [e.suffix or "" for e in chunk] if has_suffix else None
+            prompt_ids, suffix_ids = model.encode_prompts([e.prompt for e in chunk], suffixes)
+            answer_ids = model.encode_answers([e.label for e in chunk])
+            nll += model.answer_nll(prompt_ids, answer_ids, suffix_ids).item()
+            count += sum(map(len, answer_ids))
+            for j, (i, a) in enumerate(zip(mine[start : start + batch_size], answer_ids)):
+                if i >= gen_limit:
+                    continue
+                batch = model.compress_ids(prompt_ids[j : j + 1], suffix_ids[j : j + 1])
+                cfg = SamplingConfig(max_new_tokens=max_new_tokens or len(a) + 16)
+                ids = model.generate_ids(batch, cfg)[0]
+                generated.append((i, model.tokenizer.decode(ids, skip_special_tokens=True)))
+    totals = [(nll, count)]
+    if world > 1:
+        totals, generated = gather_object(totals), gather_object(generated)
+    nll, count = sum(t[0] for t in totals), sum(t[1] for t in totals)
+    generated.sort()
+    metrics = {
+        "n": len(examples),
+        "answer_tokens": count,
+        "nll_per_token": nll / count,
+        "perplexity": math.exp(nll / count),
+        **generation_metrics([g for _, g in generated], [examples[i].label for i, _ in generated]),
+    }
+    metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
+    return metrics
+
+
+def evaluate_task(
+    model: KTMModel,
+    task: Task,
+    examples: Sequence[LabeledExample],
+    batch_size: int = 32,
+    gen_limit: int = 32,
+    max_new_tokens: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """The task's metrics: classification or generation, whichever ``task.kind`` is."""
+    if task.kind == "generation":
+        return evaluate_generation(
+            model, examples, max(1, batch_size // 4), gen_limit, max_new_tokens, progress
+        )
+    return evaluate_classification(model, task, examples, batch_size, progress)

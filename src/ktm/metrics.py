@@ -42,3 +42,44 @@ def classification_metrics(
         metrics[f"f1_{positive}"] = f1(positive)
         metrics[f"share_{positive}"] = counts.get(positive, 0) / n
     return metrics
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance (insert, delete, substitute: cost 1), O(len(a)·len(b)) with one
+    vectorised pass per element of ``a``."""
+    import numpy as np
+
+    if len(a) < len(b):
+        a, b = b, a
+    if not b:
+        return len(a)
+    codes = {x: i for i, x in enumerate(set(a) | set(b))}
+    bb = np.array([codes[x] for x in b])
+    idx = np.arange(len(b) + 1)
+    prev = idx.copy()
+    for i, x in enumerate(a, 1):
+        # cur[j] = min(prev[j] + 1, prev[j-1] + (a_i != b_j), cur[j-1] + 1); the last term is a
+        # running minimum of (tmp[k] - k) + j, which np.minimum.accumulate does in one go.
+        tmp = np.empty_like(prev)
+        tmp[0] = i
+        tmp[1:] = np.minimum(prev[1:] + 1, prev[:-1] + (bb != codes[x]))
+        prev = np.minimum.accumulate(tmp - idx) + idx
+    return int(prev[-1])
+
+
+def edit_similarity(prediction: str, reference: str) -> float:
+    """1 − character edit distance / the longer length (1.0: identical, 0.0: nothing shared)."""
+    longest = max(len(prediction), len(reference))
+    return 1.0 if longest == 0 else 1.0 - edit_distance(prediction, reference) / longest
+
+
+def generation_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict:
+    """Exact match and mean edit similarity, whitespace at the ends ignored by both."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    n = len(references)
+    if n == 0:
+        return {"generated": 0}
+    exact = sum(p.strip() == r.strip() for p, r in zip(predictions, references))
+    sims = [edit_similarity(p.strip(), r.strip()) for p, r in zip(predictions, references)]
+    return {"generated": n, "exact_match": exact / n, "edit_similarity": sum(sims) / n}

@@ -11,6 +11,8 @@ PERCENT_KEYS = {
     "f1_true",
     "majority_baseline",
     "kept",
+    "exact_match",
+    "edit_similarity",
 }
 
 
@@ -31,7 +33,22 @@ def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> st
 CLASSIFICATION_COLUMNS = [
     ("balanced_accuracy", "balanced acc"),
     ("accuracy", "accuracy"),
-    ("f1_true", "F1 true"),
+    ("macro_f1", "macro-F1"),
     ("majority_baseline", "majority baseline"),
     ("n", "examples"),
 ]
+
+
+GENERATION_COLUMNS = [
+    ("perplexity", "perplexity"),
+    ("nll_per_token", "NLL/token"),
+    ("exact_match", "exact match"),
+    ("edit_similarity", "edit similarity"),
+    ("n", "examples"),
+    ("generated", "generated"),
+]
+
+
+def metric_columns(kind: str) -> list[tuple[str, str]]:
+    """The table columns of a task kind (``classification`` or ``generation``)."""
+    return GENERATION_COLUMNS if kind == "generation" else CLASSIFICATION_COLUMNS

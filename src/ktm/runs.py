@@ -15,7 +15,7 @@ from .config import DTYPES, KTMConfig, dataclass_from_dict
 from .curriculum import Stage, run_curriculum
 from .distributed import process_state
 from .errors import KTMError
-from .evaluation import evaluate_classification
+from .evaluation import evaluate_task
 from .io_utils import read_json, write_json_atomic
 from .model import KTMModel
 from .tasks import get_task
@@ -43,15 +43,32 @@ class DataConfig:
     """Where a run's examples come from.
 
     Attributes:
-        task: registered task name (``tree``).
-        data_dir: folder with ``train.jsonl`` and ``test.jsonl``; if unset, tree data is
-            generated for each of ``stages``.
+        task: registered task name (``tree``, ``amazon``, ``commitpack``, ``custom``).
+        data_dir: folder with ``train`` / ``test`` ``.jsonl`` (or ``.csv``); for tree, if unset,
+            data is generated for each of ``stages``; for amazon and commitpack, if unset,
+            ``$KTM_DATA_DIR/amazon_reviews`` or ``$KTM_DATA_DIR/commitpack``.
+        train_file, test_file: explicit split files (override ``data_dir``).
+        data_format: ``jsonl`` or ``csv`` (default: from the file name).
+        hub: read the task's Hugging Face dataset instead of local files.
+        category: hub config part (Amazon category, CommitPackFT language).
+        template, suffix_template: prompt templates over record fields (``{text}``); the
+            suffix stays uncompressed. Required for ``custom``; replace a task's default.
+        answer_field: the field holding the answer (``custom``).
+        labels: the label set of a ``custom`` classification task (none: generation).
+        skip_bad_rows: skip and count malformed rows instead of stopping at the first.
+        max_train, max_test: examples drawn (seeded) from each split (all: None).
+        max_prompt_tokens: longest prompt (+ suffix), in tokens before compression.
+        max_answer_tokens: rows with longer answers are dropped (answers are never cut).
+        truncation: a prompt over the limit loses the ``head``-kept field's end (``head``
+            keeps the start), keeps its end (``tail``), or is dropped (``skip``).
+        truncate_field: the field cut to fit (default: the task's long field).
+        gen_limit: test examples scored by generation (exact match, edit similarity).
         stages: tree curriculum stages, in order (generated data only).
         train_trees, test_trees: trees per stage for the train and test splits.
         balance: class-balanced training data (equal ``true`` and ``false``).
         balance_test: class-balanced test data too.
         split_question: compress only the tree; keep the question as an uncompressed suffix.
-        data_seed: seed of the generator (test trees use ``data_seed + 1``).
+        data_seed: seed of the generator and of the split sampling (test: ``data_seed + 1``).
         eval_limit: examples of the test split used by the periodic evaluations (all: None).
         pass_threshold: curriculum: metric value that passes a stage (paper: 0.85) …
         final_threshold: … and the last stage (paper: 0.95).
@@ -59,6 +76,23 @@ class DataConfig:
 
     task: str = "tree"
     data_dir: str | None = None
+    train_file: str | None = None
+    test_file: str | None = None
+    data_format: str | None = None
+    hub: bool = False
+    category: str | None = None
+    template: str | None = None
+    suffix_template: str | None = None
+    answer_field: str = "answer"
+    labels: list[str] | None = None
+    skip_bad_rows: bool = False
+    max_train: int | None = None
+    max_test: int | None = None
+    max_prompt_tokens: int | None = None
+    max_answer_tokens: int | None = None
+    truncation: str = "head"
+    truncate_field: str | None = None
+    gen_limit: int = 32
     stages: list[str] = field(default_factory=lambda: ["small"])
     train_trees: int = 2000
     test_trees: int = 100
@@ -71,19 +105,40 @@ class DataConfig:
     final_threshold: float = 0.95
 
     def __post_init__(self) -> None:
+        from .tasks.record_task import TRUNCATION
+        from .tasks.records import FORMATS
+
         get_task(self.task)
         for name in ("pass_threshold", "final_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise KTMError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if self.data_dir is None:
+        if self.task == "tree" and self.data_dir is None:
             if not self.stages:
                 raise KTMError("give at least one tree stage")
             for s in self.stages:
                 get_stage(s)
         if self.train_trees < 1 or self.test_trees < 1:
             raise KTMError("train_trees and test_trees must be >= 1")
-        if self.eval_limit is not None and self.eval_limit < 1:
-            raise KTMError(f"eval_limit must be >= 1, got {self.eval_limit}")
+        for name in (
+            "eval_limit",
+            "max_train",
+            "max_test",
+            "max_prompt_tokens",
+            "max_answer_tokens",
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise KTMError(f"{name} must be >= 1, got {value}")
+        if self.gen_limit < 0:
+            raise KTMError(f"gen_limit must be >= 0, got {self.gen_limit}")
+        if self.truncation not in TRUNCATION:
+            raise KTMError(
+                f"truncation must be one of {', '.join(TRUNCATION)}, got {self.truncation!r}"
+            )
+        if self.data_format is not None and self.data_format not in FORMATS:
+            raise KTMError(f"data_format must be one of {', '.join(FORMATS)}")
+        if self.labels is not None and len(set(self.labels)) < 2:
+            raise KTMError(f"labels must name at least two distinct labels, got {self.labels}")
 
 
 @dataclass
@@ -131,20 +186,17 @@ def load_teacher(path: str, student: KTMModel, dtype) -> KTMModel:
     return teacher
 
 
-def load_stages(data: DataConfig) -> list[Stage]:
-    task = get_task(data.task)
-    if data.data_dir is not None:
-        folder = Path(data.data_dir)
-        if not folder.is_dir():
-            raise KTMError(f"data folder not found: {folder}")
-        return [
-            Stage(
-                folder.name,
-                task.read_split(folder / "train.jsonl"),
-                task.read_split(folder / "test.jsonl"),
-                1.0,
-            )
-        ]
+def load_stages(data: DataConfig, tokenizer=None) -> tuple[list[Stage], dict]:
+    """The stages a run trains on (one unless it is a tree curriculum), and what loading the
+    data did (rows skipped or truncated, limits) — reported beside the results.
+
+    ``tokenizer`` is needed by record tasks (their length limits count tokens).
+    """
+    task = get_task(data.task).with_data(data)
+    if data.task != "tree" or data.data_dir is not None:
+        splits = task.load(data, tokenizer)
+        name = Path(data.data_dir).name if data.data_dir else data.task
+        return [Stage(name, splits.train, splits.test, data.final_threshold)], splits.info
     stages = []
     for i, name in enumerate(data.stages):
         spec = get_stage(name)
@@ -165,7 +217,7 @@ def load_stages(data: DataConfig) -> list[Stage]:
                 data.final_threshold if last else data.pass_threshold,
             )
         )
-    return stages
+    return stages, {}
 
 
 def _limited(rows: list[LabeledExample], limit: int | None) -> list[LabeledExample]:
@@ -179,16 +231,18 @@ def run_training(
     import torch
 
     out = Path(output_dir)
-    task = get_task(cfg.data.task)
-    stages = load_stages(cfg.data)
-    if len(stages) > 1 and not cfg.curriculum:
-        raise KTMError("several stages need curriculum training (--curriculum)")
+    task = get_task(cfg.data.task).with_data(cfg.data)
+    if cfg.curriculum and task.kind != "classification":
+        raise KTMError("curriculum training needs a classification task")
     _check_run_dir(out, cfg.to_dict(), resume)
-    # Build the model before writing anything: a bad model or --init-from leaves no folder.
+    # Build the model and read the data before writing anything: bad input leaves no folder.
     torch.manual_seed(cfg.train.seed)  # LoRA and merger initialisation
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
     if cfg.init_from:
         model.init_from(cfg.init_from)
+    stages, data_info = load_stages(cfg.data, model.tokenizer)
+    if len(stages) > 1 and not cfg.curriculum:
+        raise KTMError("several stages need curriculum training (--curriculum)")
     teacher = load_teacher(cfg.teacher, model, getattr(torch, cfg.dtype)) if cfg.teacher else None
     state = _write_run_config(out, cfg.to_dict())
     cfg.train.progress = progress
@@ -217,7 +271,14 @@ def run_training(
         eval_rows = _limited(list(reached.test), cfg.data.eval_limit)
 
         def evaluate(m: KTMModel) -> dict:
-            return evaluate_classification(m, task, eval_rows, cfg.eval_batch_size)
+            return evaluate_task(
+                m,
+                task,
+                eval_rows,
+                cfg.eval_batch_size,
+                cfg.data.gen_limit,
+                cfg.data.max_answer_tokens,
+            )
 
         result = train(
             model,
@@ -235,7 +296,14 @@ def run_training(
             "evals": result.evals,
         }
     wall_seconds = time.perf_counter() - t0
-    metrics = evaluate_classification(model, task, list(reached.test), cfg.eval_batch_size)
+    metrics = evaluate_task(
+        model,
+        task,
+        list(reached.test),
+        cfg.eval_batch_size,
+        cfg.data.gen_limit,
+        cfg.data.max_answer_tokens,
+    )
     result = {
         "model": cfg.model,
         "k": cfg.ktm.k,
@@ -246,6 +314,7 @@ def run_training(
         "train_seconds": round(step_seconds, 1),  # optimizer steps only, over all resumes
         "wall_seconds": round(wall_seconds, 1),  # this invocation, evaluations included
         "test": metrics,
+        **({"data": data_info} if data_info else {}),
         **train_info,
     }
     if state.is_main_process:

@@ -74,7 +74,9 @@ def run_arms(
     configs = {arm: arm_config(base, arm) for arm in arms}  # validate all before training
     if len(set(arms)) != len(arms):
         raise KTMError("each arm may be named once")
-    test = list(load_stages(base.data)[-1].test)
+    from ..base_models import load_tokenizer
+
+    test = list(load_stages(base.data, load_tokenizer(base.model))[0][-1].test)
     rows = []
     for i, (arm, cfg) in enumerate(configs.items(), 1):
         folder = out / arm

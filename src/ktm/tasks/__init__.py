@@ -1,6 +1,15 @@
 """Tasks: data + prompt format + metric, registered by name; one training engine for all."""
 
-from .base import ClassificationTask, get_task, register_task, task_names
+from . import amazon, commitpack, custom  # noqa: F401  (register the tasks)
+from .base import ClassificationTask, GenerationTask, Task, get_task, register_task, task_names
 from .tree import TreeTask
 
-__all__ = ["ClassificationTask", "TreeTask", "get_task", "register_task", "task_names"]
+__all__ = [
+    "ClassificationTask",
+    "GenerationTask",
+    "Task",
+    "TreeTask",
+    "get_task",
+    "register_task",
+    "task_names",
+]

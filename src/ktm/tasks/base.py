@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import KTMError
 from ..training.data import Example
+from .records import BadRow, read_rows, text_field
 
 
 @dataclass
@@ -24,54 +24,87 @@ class LabeledExample:
 
 
 @dataclass
-class ClassificationTask:
-    """A task whose answer is one of a fixed set of labels."""
+class Splits:
+    """A task's train and test examples, and what loading them did (skipped, truncated …)."""
+
+    train: list[LabeledExample]
+    test: list[LabeledExample]
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class Task:
+    """Data + prompt format + metric, registered by name; one training engine serves all.
+
+    ``kind`` is ``"classification"`` (the answer is one of ``labels``; scored on the label)
+    or ``"generation"`` (free text; scored by perplexity and similarity to the reference).
+    """
 
     name: str
-    labels: tuple[str, ...]
+    labels: tuple[str, ...] = ()
     positive: str | None = None
+    kind: str = "classification"
 
     def read_split(self, path: str | Path) -> list[LabeledExample]:
-        """Read a JSONL split with ``prompt``, ``label`` and optional ``suffix`` fields."""
-        return read_labeled_jsonl(path, self.labels)
+        """Read a JSONL split with ``prompt``, the answer (``label`` or ``answer``) and an
+        optional ``suffix``."""
+        return read_labeled_jsonl(path, self.labels if self.kind == "classification" else None)
+
+    def with_data(self, data) -> "Task":
+        """The task as a data config shapes it (a custom task takes its template from it)."""
+        return self
+
+    def load(self, data, tokenizer) -> Splits:
+        """The train and test splits ``data`` (a :class:`ktm.runs.DataConfig`) names:
+        ``<data_dir>/train.jsonl`` and ``test.jsonl`` in the ``prompt``/``label`` format."""
+        if data.data_dir is None:
+            raise KTMError(
+                f"task {self.name!r} needs --data FOLDER with train.jsonl and test.jsonl"
+            )
+        folder = Path(data.data_dir)
+        if not folder.is_dir():
+            raise KTMError(f"data folder not found: {folder}")
+        return Splits(
+            self.read_split(folder / "train.jsonl"), self.read_split(folder / "test.jsonl")
+        )
 
 
-def read_labeled_jsonl(path: str | Path, labels: tuple[str, ...]) -> list[LabeledExample]:
-    path = Path(path)
-    if not path.is_file():
-        raise KTMError(f"data file not found: {path}")
-    rows = []
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise KTMError(f"{path}:{lineno}: not a valid UTF-8 JSON line ({e})") from None
-            if not isinstance(row, dict):
-                raise KTMError(f"{path}:{lineno}: expected a JSON object")
-            prompt, label, suffix = row.get("prompt"), row.get("label"), row.get("suffix")
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise KTMError(f"{path}:{lineno}: 'prompt' must be a non-empty string")
-            if label not in labels:
-                raise KTMError(f"{path}:{lineno}: label {label!r} is not one of {list(labels)}")
-            if suffix is not None and not isinstance(suffix, str):
-                raise KTMError(f"{path}:{lineno}: 'suffix' must be a string")
-            rows.append(LabeledExample(prompt, label, suffix))
-    if not rows:
-        raise KTMError(f"{path} holds no examples")
-    return rows
+@dataclass
+class ClassificationTask(Task):
+    kind: str = "classification"
 
 
-_REGISTRY: dict[str, Callable[[], ClassificationTask]] = {}
+@dataclass
+class GenerationTask(Task):
+    kind: str = "generation"
 
 
-def register_task(name: str, factory: Callable[[], ClassificationTask]) -> None:
+def read_labeled_jsonl(path: str | Path, labels: tuple[str, ...] | None) -> list[LabeledExample]:
+    """``prompt`` + ``label`` (or ``answer``) + optional ``suffix`` per line; ``labels`` (if
+    given) is the allowed label set."""
+
+    def convert(row: dict) -> LabeledExample:
+        prompt = text_field(row, "prompt")
+        key = "answer" if labels is None and "answer" in row else "label"
+        label = text_field(row, key, allow_empty=labels is None)
+        if labels is not None and label not in labels:
+            raise BadRow(f"label {label!r} is not one of {list(labels)}")
+        suffix = row.get("suffix")
+        if suffix is not None and not isinstance(suffix, str):
+            raise BadRow("'suffix' must be a string")
+        return LabeledExample(prompt, label, suffix)
+
+    return read_rows(path, convert, "jsonl")
+
+
+_REGISTRY: dict[str, Callable[[], Task]] = {}
+
+
+def register_task(name: str, factory: Callable[[], Task]) -> None:
     _REGISTRY[name] = factory
 
 
-def get_task(name: str) -> ClassificationTask:
+def get_task(name: str) -> Task:
     if name not in _REGISTRY:
         raise KTMError(f"unknown task {name!r}; known: {', '.join(task_names())}")
     return _REGISTRY[name]()

@@ -1,0 +1,51 @@
+"""CommitPackFT (python): rewrite a file as its commit message asks; scored on the new file.
+
+Sources: local JSONL with ``old_contents``, ``subject``, ``new_contents`` fields
+(``$KTM_DATA_DIR/commitpack`` here, split by repository), or ``bigcode/commitpackft``
+(config ``python``) with ``--hub``. Metrics: perplexity of the new content (answer tokens
+only) and, on a generation subset, exact match and edit similarity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .amazon import load_hub_dataset
+from .base import register_task
+from .record_task import RecordTask
+from .records import PromptTemplate, text_field
+
+PROMPT = (
+    "Update the old python code content based on the instructions.\n"
+    "Old Content: {old_contents}\nInstructions: {subject}\nNew Content:\n"
+)
+HUB_DATASET = "bigcode/commitpackft"
+HUB_TEST_SIZE = 5600  # the paper's test size
+
+
+@dataclass
+class CommitPackTask(RecordTask):
+    def answer(self, record: dict) -> str:
+        return text_field(record, "new_contents")
+
+    def hub_records(self, data, split: str) -> list[dict]:
+        ds = load_hub_dataset(HUB_DATASET, data.category or "python", split="train")
+        import random
+
+        order = list(range(len(ds)))
+        random.Random(data.data_seed).shuffle(order)
+        idx = order[-HUB_TEST_SIZE:] if split == "test" else order[:-HUB_TEST_SIZE]
+        return [ds[i] for i in idx]
+
+
+def _commitpack() -> CommitPackTask:
+    return CommitPackTask(
+        name="commitpack",
+        kind="generation",
+        template=PromptTemplate(PROMPT),
+        long_field="old_contents",
+        data_folder="commitpack",
+    )
+
+
+register_task("commitpack", _commitpack)
