@@ -47,3 +47,82 @@ def test_speed_benchmarks_write_json(tiny_model_dir, tmp_path):
     assert main(["bench", "train-speed", "--model", str(tiny_model_dir), "--k", "1,2",
                  "--steps", "1", "--batch-size", "2", "--out", str(out)]) == 0  # fmt: skip
     assert {r["k"] for r in json.loads(out.read_text())["rows"]} == {1, 2}
+
+
+def test_baseline_arm_names():
+    from ktm.bench.arms import parse_arm
+
+    assert parse_arm("first4").reduction == "first" and parse_arm("first4").budget_k == 4
+    assert parse_arm("prune3").k == 1
+    assert not parse_arm("zeroshot").trained and not parse_arm("majority").trained
+    with pytest.raises(KTMError, match="bad arm"):
+        parse_arm("trunc4")
+
+
+def _custom_files(tmp_path):
+    rows = [
+        {"text": f"item {i} was {'great fun to use' if i % 3 else 'broken on arrival'}",
+         "label": "good" if i % 3 else "bad"}
+        for i in range(12)
+    ]  # fmt: skip
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_bench_custom_task_with_baselines_writes_results_and_plots(
+    tiny_model_dir, tmp_path, capsys
+):
+    path = _custom_files(tmp_path)
+    out = tmp_path / "b"
+    args = ["bench", "custom", "--model", str(tiny_model_dir),
+            "--arms", "k2,k1,k2-mean,first2,last2,prune2,zeroshot,majority",
+            "--train-file", str(path), "--test-file", str(path),
+            "--template", "Review: {text}, Label:", "--answer-field", "label",
+            "--labels", "good,bad", "--steps", "2", "--batch-size", "2",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    arms = {r["arm"]: r for r in results["arms"]}
+    assert list(arms) == ["k2", "k1", "k2-mean", "first2", "last2", "prune2", "zeroshot",
+                          "majority"]  # fmt: skip
+    # Every arm at K = 2's budget reads the same number of positions; K = 1 reads them all.
+    budget = {arms[a]["tokens_out"] for a in ("k2", "k2-mean", "first2", "last2", "prune2")}
+    assert len(budget) == 1 and 0.5 <= arms["k2"]["kept"] < 0.6
+    assert arms["k1"]["kept"] == 1.0 and arms["zeroshot"]["kept"] == 1.0
+    assert arms["majority"]["balanced_accuracy"] == 0.5
+    assert arms["majority"]["accuracy"] == pytest.approx(8 / 12)
+    for name in ("pareto.png", "compute.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| prune2 |" in (out / "results.md").read_text()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("done before") == 8
+
+
+def test_bench_generation_task(tiny_model_dir, tmp_path):
+    path = tmp_path / "gen.jsonl"
+    path.write_text("".join(
+        json.dumps({"doc": f"note {i}: the code is {i * 7}", "a": str(i * 7)}) + "\n"
+        for i in range(6)
+    ))  # fmt: skip
+    out = tmp_path / "g"
+    assert main(["bench", "custom", "--model", str(tiny_model_dir), "--arms", "k2,first2",
+                 "--train-file", str(path), "--test-file", str(path), "--template", "{doc}",
+                 "--suffix-template", " Code:", "--answer-field", "a", "--gen-limit", "2",
+                 "--max-answer-tokens", "8", "--steps", "1", "--batch-size", "2",
+                 "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    rows = json.loads((out / "results.json").read_text())["arms"]
+    assert all(r["perplexity"] > 1 and r["generated"] == 2 for r in rows)
+    assert (out / "pareto.png").is_file()
+    assert main(["bench", "custom", "--model", str(tiny_model_dir), "--arms", "majority",
+                 "--train-file", str(path), "--test-file", str(path), "--template", "{doc}",
+                 "--answer-field", "a", "--out", str(tmp_path / "m")]) == 2  # fmt: skip
+
+
+def test_pareto_front():
+    from ktm.bench.plots import pareto_front
+
+    pts = [(0.25, 0.9), (0.5, 0.8), (0.5, 0.95), (1.0, 0.99), (0.3, 0.5)]
+    assert pareto_front(pts, higher_better=True) == [0, 2, 3]
+    assert pareto_front([(0.25, 5.0), (0.5, 3.0), (1.0, 4.0)], higher_better=False) == [0, 1]

@@ -159,11 +159,14 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_data_options(p: argparse.ArgumentParser, for_training: bool) -> None:
+def _add_data_options(
+    p: argparse.ArgumentParser, for_training: bool, with_task: bool = True
+) -> None:
     g = p.add_argument_group("data")
-    g.add_argument(
-        "--task", default="tree", help="tree, amazon, commitpack or custom (your own file)"
-    )
+    if with_task:
+        g.add_argument(
+            "--task", default="tree", help="tree, amazon, commitpack or custom (your own file)"
+        )
     g.add_argument(
         "--data",
         default=None,
@@ -339,20 +342,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure: compare arms on a task, or prefill speed")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
-    bt = bench_sub.add_parser("tree", help="train and compare arms (K values, mergers) on trees")
-    bt.add_argument(
-        "--arms",
-        default="k4,k1,k4-mean",
-        help="comma-separated: k<K> (MLP merger), k<K>-mean, k<K>-random",
-    )
-    _add_model_options(bt)
-    _add_train_options(bt)
-    _add_curriculum_options(bt)
-    _add_data_options(bt, for_training=True)
-    bt.add_argument("--out", required=True, help="folder for the arms, results.json, results.md")
-    bt.add_argument("--no-progress", action="store_true")
-    _add_start_options(bt)
-    bt.set_defaults(func=cmd_bench_tree)
+    bench_parsers = []
+    for task_name, about in (
+        ("tree", "Textualized Tree"),
+        ("amazon", "Amazon Reviews sentiment"),
+        ("commitpack", "CommitPackFT code edits"),
+        ("custom", "your own data (--train-file/--test-file, --template, --answer-field)"),
+    ):
+        bt = bench_sub.add_parser(
+            task_name, help=f"train and compare arms (K values, baselines) on {about}"
+        )
+        bt.add_argument(
+            "--arms",
+            default="k4,k1,k4-mean",
+            help="comma-separated: k<K>, k<K>-mean, k<K>-random, first<K>, last<K>, prune<K>, "
+            "zeroshot, majority",
+        )
+        _add_model_options(bt)
+        _add_train_options(bt)
+        _add_curriculum_options(bt)
+        _add_data_options(bt, for_training=True, with_task=False)
+        bt.add_argument(
+            "--out", required=True, help="folder for the arms, results.json/.md and plots"
+        )
+        bt.add_argument("--no-progress", action="store_true")
+        _add_start_options(bt)
+        bt.set_defaults(func=cmd_bench_task, task=task_name)
+        bench_parsers.append(bt)
 
     bs = bench_sub.add_parser("speed", help="time to first token and prefill time per K")
     _add_speed_options(bs)
@@ -369,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     bts.add_argument("--lora-dropout", type=float, default=0.05)
     bts.set_defaults(func=cmd_bench_train_speed)
 
-    for p in (data, tree, tr, pre, ev, gen, bench, bt, bs, bts):
+    for p in (data, tree, tr, pre, ev, gen, bench, *bench_parsers, bs, bts):
         p.add_argument("--config", default=None, help="JSON file of option values")
     return parser
 
@@ -449,7 +465,7 @@ def _run_config(args: argparse.Namespace):
     )
 
 
-def cmd_bench_tree(args: argparse.Namespace) -> int:
+def cmd_bench_task(args: argparse.Namespace) -> int:
     """Train every arm with the same data, steps and seed; print and save the comparison."""
     from .bench.arms import run_arms
 

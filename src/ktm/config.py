@@ -33,6 +33,10 @@ class KTMConfig:
         lora_targets: module names to adapt; ``None`` adapts every linear layer of the
             decoder (q, k, v, o, gate, up, down for Llama).
         lora_lm_head: also adapt the output layer (paper: yes; vLLM needs it merged).
+        reduction: a token-space baseline instead of merging (``first``, ``last`` or
+            ``prune``; see :mod:`ktm.reduction`): keep ⌈T/reduction_k⌉ of the T prompt tokens.
+            Needs ``k = 1``.
+        reduction_k: the K whose budget the reduction matches.
     """
 
     k: int = 4
@@ -44,6 +48,8 @@ class KTMConfig:
     lora_dropout: float = 0.05
     lora_targets: list[str] | None = None
     lora_lm_head: bool = True
+    reduction: str | None = None
+    reduction_k: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -62,6 +68,23 @@ class KTMConfig:
             raise KTMError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         if self.lora_alpha <= 0:
             raise KTMError(f"lora_alpha must be > 0, got {self.lora_alpha!r}")
+        if self.reduction is not None:
+            from .reduction import REDUCTIONS
+
+            if self.reduction not in REDUCTIONS:
+                raise KTMError(
+                    f"reduction must be one of {', '.join(REDUCTIONS)}, got {self.reduction!r}"
+                )
+            if self.k != 1:
+                raise KTMError(
+                    f"a token reduction reads tokens as they are: k must be 1, not {self.k}"
+                )
+        if (
+            isinstance(self.reduction_k, bool)
+            or not isinstance(self.reduction_k, int)
+            or self.reduction_k < 1
+        ):
+            raise KTMError(f"reduction_k must be an integer >= 1, got {self.reduction_k!r}")
 
     @property
     def hidden_factor(self) -> float:

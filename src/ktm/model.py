@@ -226,10 +226,30 @@ class KTMModel(nn.Module):
         suffix_ids: Sequence[Sequence[int]] | None = None,
         answer_ids: Sequence[Sequence[int]] | None = None,
     ) -> CompressedBatch:
-        """Merge token ids into a left-padded batch of embeddings (see :func:`ktm.packing.pack`)."""
-        return pack(
-            self.embed, self.merger, self.k, prompt_ids, suffix_ids, answer_ids, self.device
-        )
+        """Merge token ids into a left-padded batch of embeddings (see :func:`ktm.packing.pack`).
+
+        A token-reduction baseline (``config.reduction``) first cuts each prompt to its
+        budget; ``tokens_in`` still counts the prompt as given.
+        """
+        reduced = self.reduce_ids(prompt_ids)
+        batch = pack(self.embed, self.merger, self.k, reduced, suffix_ids, answer_ids, self.device)
+        if reduced is not prompt_ids:
+            suffixes = suffix_ids if suffix_ids is not None else [[] for _ in prompt_ids]
+            batch.tokens_in = [len(p) + len(s) for p, s in zip(prompt_ids, suffixes)]
+        return batch
+
+    def reduce_ids(self, prompt_ids: Sequence[Sequence[int]]) -> Sequence[Sequence[int]]:
+        """``prompt_ids`` cut as ``config.reduction`` says (unchanged without one)."""
+        how = self.config.reduction
+        if how is None:
+            return prompt_ids
+        from .reduction import reduce_ids, self_information
+
+        def scores(ids):  # the base model without the adapter, as Selective Context scores
+            with _eval_mode(self), _adapters_off(self.lm):
+                return self_information(self.causal_lm, ids)
+
+        return reduce_ids(prompt_ids, how, self.config.reduction_k, scores)
 
     def compress(
         self, prompts: Sequence[str], suffixes: Sequence[str] | None = None
@@ -593,6 +613,16 @@ def _load_merger(merger: nn.Module, file: Path) -> None:
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise KTMError(f"merger weights {file} do not match the config: {first}") from None
+
+
+@contextmanager
+def _adapters_off(lm: nn.Module) -> Iterator[None]:
+    """The bare base model inside the block (a no-op without LoRA)."""
+    if hasattr(lm, "disable_adapter"):
+        with lm.disable_adapter():
+            yield
+    else:
+        yield
 
 
 class _eval_mode:

@@ -1,14 +1,26 @@
-"""Compare K values and mergers on one task: same data, steps and seed for every arm.
+"""Compare K values and same-budget baselines on one task: same data, steps and seed.
 
-An arm is named ``k<K>`` (MLP merger), ``k<K>-mean`` (block mean) or ``k<K>-random``
-(MLP merger with the paper's random init). Finished arms are not re-run.
+Arms:
+    ``k<K>``         K-token merging (MLP merger); ``k1`` is the uncompressed LoRA reference;
+    ``k<K>-mean``    block-mean merger + LoRA;
+    ``k<K>-random``  MLP merger with the paper's random init;
+    ``first<K>``, ``last<K>``, ``prune<K>``
+                     keep ⌈T/K⌉ prompt tokens (the start, the end, or the most informative by
+                     the base model's self-information) + LoRA at K = 1 (:mod:`ktm.reduction`);
+    ``zeroshot``     the base model, untrained, uncompressed;
+    ``majority``     always the commonest training label (classification only).
+
+Finished arms are not re-run; ``results.json``, ``results.md`` and the plots are rewritten
+after every arm.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import statistics
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,45 +29,153 @@ from ..io_utils import read_json, write_json_atomic, write_text_atomic
 from ..report import format_table
 from ..runs import RunConfig, load_stages, run_training
 
-_ARM = re.compile(r"^k(\d+)(?:-(mean|random))?$")
+_ARM = re.compile(r"^(?:k(\d+)(?:-(mean|random))?|(first|last|prune)(\d+)|(zeroshot|majority))$")
 
-COLUMNS = [
+CLASSIFICATION_COLUMNS = [
     ("arm", "arm"),
     ("balanced_accuracy", "balanced acc"),
+    ("macro_f1", "macro-F1"),
     ("accuracy", "accuracy"),
-    ("f1_true", "F1 true"),
     ("majority_baseline", "majority"),
+]
+GENERATION_COLUMNS = [
+    ("arm", "arm"),
+    ("perplexity", "perplexity"),
+    ("exact_match", "exact match"),
+    ("edit_similarity", "edit sim"),
+]
+COST_COLUMNS = [
     ("tokens_in", "tokens in"),
-    ("tokens_out", "tokens out"),
+    ("tokens_out", "positions read"),
     ("kept", "input kept"),
     ("prefill_ms", "prefill ms"),
     ("train_minutes", "train min"),
+    ("eval_minutes", "eval min"),
 ]
 
 
-def arm_config(base: RunConfig, arm: str) -> RunConfig:
-    """``base`` with the K and merger that ``arm`` names."""
-    m = _ARM.match(arm)
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """What an arm name means: its K-token merging setup or its baseline."""
+
+    name: str
+    k: int = 1  # merging factor of the model that runs
+    budget_k: int = 1  # the K whose input budget the arm matches
+    merger: str = "mlp"
+    merger_init: str | None = None
+    reduction: str | None = None
+    trained: bool = True  # zeroshot and majority train nothing
+
+    @property
+    def kind(self) -> str:
+        if self.name in ("zeroshot", "majority"):
+            return self.name
+        return self.reduction or ("mean" if self.merger == "mean" else "merge")
+
+
+def parse_arm(name: str) -> Arm:
+    m = _ARM.match(name)
     if not m:
-        raise KTMError(f"bad arm {arm!r}: use k<K>, k<K>-mean or k<K>-random (e.g. k4-mean)")
-    k, variant = int(m.group(1)), m.group(2)
+        raise KTMError(
+            f"bad arm {name!r}: use k<K>, k<K>-mean, k<K>-random, first<K>, last<K>, prune<K>, "
+            "zeroshot or majority (e.g. k4,k1,k4-mean,first4,prune4)"
+        )
+    k, variant, reduction, rk, fixed = m.groups()
+    if fixed:
+        return Arm(name, trained=False)
+    if reduction:
+        return Arm(name, k=1, budget_k=int(rk), reduction=reduction)
+    if int(k) < 1:
+        raise KTMError(f"bad arm {name!r}: K must be >= 1")
+    return Arm(
+        name,
+        k=int(k),
+        budget_k=int(k),
+        merger="mean" if variant == "mean" else "mlp",
+        merger_init="random" if variant == "random" else None,
+    )
+
+
+def arm_config(base: RunConfig, name: str) -> RunConfig:
+    """``base`` with the K, merger or reduction that arm ``name`` names."""
+    arm = parse_arm(name)
     ktm = dataclasses.replace(
         base.ktm,
-        k=k,
-        merger="mean" if variant == "mean" else "mlp",
-        merger_init="random" if variant == "random" else base.ktm.merger_init,
+        k=arm.k,
+        merger=arm.merger,
+        merger_init=arm.merger_init or base.ktm.merger_init,
+        reduction=arm.reduction,
+        reduction_k=arm.budget_k if arm.reduction else 1,
     )
     return dataclasses.replace(base, ktm=ktm)
 
 
-def _prefill_ms(model, prompts: Sequence[str], repeats: int = 3) -> float:
+def _prefill_ms(model, examples, repeats: int = 3) -> float:
     from .speed import time_first_token
 
-    ids, _ = model.encode_prompts(list(prompts))
+    has_suffix = any(e.suffix for e in examples)
+    ids, suffix = model.encode_prompts(
+        [e.prompt for e in examples], [e.suffix or "" for e in examples] if has_suffix else None
+    )
     per_prompt = []
-    for p in ids:
-        per_prompt.append(min(time_first_token(model, [p]).ttft_s for _ in range(repeats)))
+    for p, s in zip(ids, suffix):
+        per_prompt.append(min(time_first_token(model, [p], [s]).ttft_s for _ in range(repeats)))
     return 1000 * statistics.mean(per_prompt)
+
+
+def _token_counts(tokenizer, examples, budget_k: int, reads_prompt: bool = True) -> dict:
+    """Mean prompt tokens given and positions read (⌈T/K⌉ + suffix) per example."""
+    from ..tasks.record_task import prompt_lengths
+
+    prompts = prompt_lengths(tokenizer, [(e.prompt, None) for e in examples])
+    suffixes = prompt_lengths(tokenizer, [("", e.suffix or "") for e in examples])
+    empty = prompt_lengths(tokenizer, [("", None)])[0]  # special tokens of an empty prompt
+    suffixes = [s - empty for s in suffixes]
+    tokens_in = sum(p + s for p, s in zip(prompts, suffixes))
+    read = sum(math.ceil(p / budget_k) + s for p, s in zip(prompts, suffixes))
+    read = read if reads_prompt else 0
+    n = len(examples)
+    return {
+        "tokens_in": round(tokens_in / n, 1),
+        "tokens_out": round(read / n, 1),
+        "kept": read / tokens_in,
+    }
+
+
+def _untrained_arm(arm: Arm, cfg: RunConfig, task, stage, folder: Path) -> dict:
+    """Metrics of ``zeroshot`` (the bare base model) or ``majority``; cached in ``folder``."""
+    import torch
+
+    from ..config import KTMConfig
+    from ..evaluation import evaluate_task
+    from ..metrics import classification_metrics
+    from ..model import KTMModel
+
+    t0 = time.perf_counter()
+    if arm.name == "majority":
+        if task.kind != "classification":
+            raise KTMError("the majority arm needs a classification task")
+        from collections import Counter
+
+        label = Counter(e.label for e in stage.train).most_common(1)[0][0]
+        metrics = classification_metrics(
+            [label] * len(stage.test), [e.label for e in stage.test], task.positive
+        )
+    else:
+        model = KTMModel.from_base(
+            cfg.model, KTMConfig(k=1, lora_r=0), dtype=getattr(torch, cfg.dtype)
+        )
+        metrics = evaluate_task(
+            model,
+            task,
+            list(stage.test),
+            cfg.eval_batch_size,
+            cfg.data.gen_limit,
+            cfg.data.max_answer_tokens,
+        )
+    result = {"test": metrics, "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0}
+    write_json_atomic(folder / "metrics.json", result)
+    return result
 
 
 def run_arms(
@@ -63,50 +183,71 @@ def run_arms(
     arms: Sequence[str],
     out: str | Path,
     progress: bool = True,
-    timing_prompts: int = 16,
+    timing_examples: int = 16,
 ) -> list[dict]:
-    """Train and evaluate every arm; write ``results.json`` and ``results.md`` to ``out``."""
+    """Train and evaluate every arm; write ``results.json``, ``results.md`` and two plots
+    (``pareto.png``: quality vs input kept; ``compute.png``: quality vs compute time)."""
     import torch
 
+    from ..base_models import load_tokenizer
     from ..model import KTMModel
+    from ..tasks import get_task
+    from .plots import plot_arms, quality_key
 
     out = Path(out)
-    configs = {arm: arm_config(base, arm) for arm in arms}  # validate all before training
     if len(set(arms)) != len(arms):
         raise KTMError("each arm may be named once")
-    from ..base_models import load_tokenizer
-
-    test = list(load_stages(base.data, load_tokenizer(base.model))[0][-1].test)
-    rows = []
-    for i, (arm, cfg) in enumerate(configs.items(), 1):
-        folder = out / arm
+    parsed = {name: parse_arm(name) for name in arms}  # validate all before training
+    configs = {name: arm_config(base, name) for name in arms if parsed[name].trained}
+    task = get_task(base.data.task).with_data(base.data)
+    if "majority" in arms and task.kind != "classification":
+        raise KTMError("the majority arm needs a classification task")
+    tokenizer = load_tokenizer(base.model)
+    stages, data_info = load_stages(base.data, tokenizer)
+    stage = stages[-1]
+    test = list(stage.test)
+    rows: list[dict] = []
+    spent: list[float] = []
+    for i, name in enumerate(arms, 1):
+        arm, folder = parsed[name], out / name
+        left = ""
+        if spent:
+            eta = statistics.mean(spent) * (len(arms) - i + 1) / 60
+            left = f" (about {eta:.0f} min left for {len(arms) - i + 1} arms)"
+        t0 = time.perf_counter()
         if (folder / "metrics.json").is_file():
-            print(f"ktm: arm {i}/{len(arms)} {arm}: done before, reusing {folder}")
+            print(f"ktm: arm {i}/{len(arms)} {name}: done before, reusing {folder}")
+        elif not arm.trained:
+            print(f"ktm: arm {i}/{len(arms)} {name}: evaluating{left}", flush=True)
+            _untrained_arm(arm, base, task, stage, folder)
         else:
-            print(f"ktm: arm {i}/{len(arms)} {arm}: training")
+            print(f"ktm: arm {i}/{len(arms)} {name}: training{left}", flush=True)
+            cfg = configs[name]
             run_training(cfg, folder, resume=(folder / "config.json").is_file(), progress=progress)
+            spent.append(time.perf_counter() - t0)
         metrics = read_json(folder / "metrics.json", "arm metrics")
-        model = KTMModel.from_pretrained(folder / "model", dtype=getattr(torch, cfg.dtype))
-        prompts = [e.prompt for e in test]
-        batch_ids, suffix = model.encode_prompts(prompts, [e.suffix or "" for e in test])
-        tokens_in = sum(len(p) + len(s) for p, s in zip(batch_ids, suffix))
-        tokens_out = sum(-(-len(p) // cfg.ktm.k) + len(s) for p, s in zip(batch_ids, suffix))
-        rows.append(
-            {
-                "arm": arm,
-                "k": cfg.ktm.k,
-                "merger": cfg.ktm.merger,
-                "merger_init": cfg.ktm.merger_init,
-                **metrics["test"],
-                "tokens_in": round(tokens_in / len(test), 1),
-                "tokens_out": round(tokens_out / len(test), 1),
-                "kept": tokens_out / tokens_in,
-                "prefill_ms": round(_prefill_ms(model, prompts[:timing_prompts]), 2),
-                "train_minutes": round(metrics["train_seconds"] / 60, 2),
-                "steps": metrics.get("steps"),
-            }
+        row = {"arm": name, "kind": arm.kind, "budget_k": arm.budget_k, "k": arm.k}
+        row.update(metrics["test"])
+        row.update(_token_counts(tokenizer, test, arm.budget_k, arm.name != "majority"))
+        row["train_minutes"] = round(metrics["train_seconds"] / 60, 2)
+        row["eval_minutes"] = round(
+            metrics.get("eval_seconds", metrics["test"].get("eval_seconds", 0.0)) / 60, 2
         )
-        write_json_atomic(out / "results.json", {"config": base.to_dict(), "arms": rows})
-    table = format_table(rows, COLUMNS)
-    write_text_atomic(out / "results.md", table + "\n")
+        if arm.trained:
+            cfg = configs[name]
+            model = KTMModel.from_pretrained(folder / "model", dtype=getattr(torch, cfg.dtype))
+            row["prefill_ms"] = round(_prefill_ms(model, test[:timing_examples]), 2)
+            row["steps"] = metrics.get("steps")
+        rows.append(row)
+        _write_results(out, base, task.kind, rows, data_info)
+        plot_arms(rows, quality_key(task.kind), out)
     return rows
+
+
+def _write_results(out: Path, base: RunConfig, kind: str, rows: list[dict], data_info) -> None:
+    write_json_atomic(
+        out / "results.json",
+        {"config": base.to_dict(), "task_kind": kind, "data": data_info, "arms": rows},
+    )
+    cols = (GENERATION_COLUMNS if kind == "generation" else CLASSIFICATION_COLUMNS) + COST_COLUMNS
+    write_text_atomic(out / "results.md", format_table(rows, cols) + "\n")

@@ -40,11 +40,14 @@ class PrefillTiming:
 
 
 @torch.inference_mode()
-def time_first_token(model: KTMModel, prompt_ids: list[list[int]]) -> PrefillTiming:
-    """Compress (embed + merge), run the decoder with a cache, pick the first token."""
+def time_first_token(
+    model: KTMModel, prompt_ids: list[list[int]], suffix_ids: list[list[int]] | None = None
+) -> PrefillTiming:
+    """Compress (embed + merge, or a token reduction), run the decoder with a cache, pick the
+    first token."""
     model.eval()
     t0 = time.perf_counter()
-    batch = model.compress_ids(prompt_ids)
+    batch = model.compress_ids(prompt_ids, suffix_ids)
     t1 = time.perf_counter()
     hidden, _ = model.hidden_states(batch, use_cache=True)
     model.head(hidden[:, -1]).argmax(-1)

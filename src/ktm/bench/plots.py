@@ -1,0 +1,80 @@
+"""Plots of a bench run: quality vs share of input kept (Pareto front), quality vs compute."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..io_utils import atomic_path
+
+_MARKERS = {"merge": "o", "mean": "s", "first": ">", "last": "<", "prune": "D"}
+
+
+def quality_key(kind: str) -> tuple[str, str, bool]:
+    """(metric key, axis label, higher is better) for a task kind."""
+    if kind == "generation":
+        return "perplexity", "perplexity of the answer (lower is better)", False
+    return "balanced_accuracy", "balanced accuracy", True
+
+
+def pareto_front(points: Sequence[tuple[float, float]], higher_better: bool) -> list[int]:
+    """Indices of the points no other point beats on both cost (x, lower is better) and
+    quality (y), sorted by cost."""
+    sign = 1 if higher_better else -1
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -sign * points[i][1]))
+    front, best = [], None
+    for i in order:
+        q = sign * points[i][1]
+        if best is None or q > best:
+            front.append(i)
+            best = q
+    return front
+
+
+def plot_arms(rows: Sequence[dict], quality: tuple[str, str, bool], out: str | Path) -> None:
+    """Write ``pareto.png`` and ``compute.png`` into ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key, label, higher = quality
+    rows = [r for r in rows if r.get(key) is not None]
+    flat = [r for r in rows if r["kind"] in ("zeroshot", "majority")]
+    points = [r for r in rows if r not in flat]
+    out = Path(out)
+
+    for name, xkey, xlabel in (
+        ("pareto.png", "kept", "share of input tokens the model reads"),
+        ("compute.png", "compute_minutes", "compute time: training + evaluation (minutes)"),
+    ):
+        fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+        xs = [
+            r["kept"] if xkey == "kept" else r["train_minutes"] + r["eval_minutes"] for r in points
+        ]
+        for r, x in zip(points, xs):
+            ax.scatter(x, r[key], marker=_MARKERS.get(r["kind"], "o"), s=45, zorder=3)
+            ax.annotate(r["arm"], (x, r[key]), textcoords="offset points", xytext=(5, 4))
+        if points:
+            front = pareto_front(list(zip(xs, [r[key] for r in points])), higher)
+            ax.plot(
+                [xs[i] for i in front],
+                [points[i][key] for i in front],
+                "--",
+                color="gray",
+                zorder=2,
+                label="Pareto front",
+            )
+        for r in flat:
+            ax.axhline(r[key], linestyle=":", color="black", linewidth=1)
+            ax.annotate(r["arm"], (ax.get_xlim()[0], r[key]), xytext=(3, 3),
+                        textcoords="offset points")  # fmt: skip
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if points:
+            ax.legend(loc="best")
+        fig.tight_layout()
+        with atomic_path(out / name) as tmp:
+            fig.savefig(tmp, format="png")
+        plt.close(fig)
