@@ -51,8 +51,20 @@ def test_amazon_label_rule_and_prompt(tmp_path, tokenizer):
 def test_amazon_reads_data_dir_from_environment(tmp_path, tokenizer, monkeypatch):
     _amazon_dir(tmp_path, _reviews(6))
     monkeypatch.setenv("KTM_DATA_DIR", str(tmp_path))
-    stages, _ = load_stages(DataConfig(task="amazon"), tokenizer)
+    stages, _ = load_stages(DataConfig(task="amazon", balance=False), tokenizer)
     assert len(stages[0].train) == 6
+
+
+def test_classification_training_data_is_class_balanced(tmp_path, tokenizer):
+    folder = _amazon_dir(tmp_path, _reviews(50))  # 20 positive, 30 negative
+    stages, _ = load_stages(DataConfig(task="amazon", data_dir=str(folder)), tokenizer)
+    labels = [e.label for e in stages[0].train]
+    assert labels.count("positive") == labels.count("negative") == 20
+    assert len(stages[0].test) == 50  # the test split keeps its natural skew
+    stages, _ = load_stages(
+        DataConfig(task="amazon", data_dir=str(folder), max_train=6), tokenizer
+    )
+    assert sorted(e.label for e in stages[0].train) == ["negative"] * 3 + ["positive"] * 3
 
 
 def test_amazon_missing_data_dir_is_a_clear_error(tokenizer, monkeypatch):

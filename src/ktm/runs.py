@@ -65,7 +65,8 @@ class DataConfig:
         gen_limit: test examples scored by generation (exact match, edit similarity).
         stages: tree curriculum stages, in order (generated data only).
         train_trees, test_trees: trees per stage for the train and test splits.
-        balance: class-balanced training data (equal ``true`` and ``false``).
+        balance: class-balanced training data (tree: equal ``true`` and ``false``; record
+            classification tasks: every label equally frequent, the commoner ones subsampled).
         balance_test: class-balanced test data too.
         split_question: compress only the tree; keep the question as an uncompressed suffix.
         data_seed: seed of the generator and of the split sampling (test: ``data_seed + 1``).

@@ -112,6 +112,8 @@ class RecordTask(Task):
             bad = BadRows()
             rows = self.read_split_rows(data, split, bad)
             random.Random(seed).shuffle(rows)  # files are often sorted by source or date
+            if split == "train" and data.balance and self.kind == "classification":
+                rows = _class_balanced(rows)
             fitted, counts = self._fit(rows, data, tokenizer, limit)
             if not fitted:
                 raise KTMError(
@@ -178,6 +180,16 @@ class RecordTask(Task):
                 raise KTMError(
                     f"cannot fit a prompt into max_prompt_tokens={data.max_prompt_tokens}"
                 )
+
+
+def _class_balanced(rows: list[_Row]) -> list[_Row]:
+    """Rows reordered so labels alternate, and cut so that every label is equally frequent:
+    any prefix of the result (``max_train``) is class-balanced too."""
+    by_label: dict[str, list[_Row]] = {}
+    for r in rows:
+        by_label.setdefault(r.answer, []).append(r)
+    n = min(map(len, by_label.values()))
+    return [group[i] for i in range(n) for group in by_label.values()]
 
 
 def _lengths(tokenizer, texts: list[str], special: bool = False) -> list[int]:
