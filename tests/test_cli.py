@@ -141,3 +141,34 @@ def test_empty_prompt_and_mismatched_checkpoint(trained, tmp_path):
 def test_existing_run_refused_without_resume(trained, tree_data, tiny_model_dir):
     proc = run(*train_args(tiny_model_dir, tree_data, trained))
     assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+def test_train_and_eval_own_generation_data(tiny_model_dir, tmp_path, capsys):
+    data = tmp_path / "notes.csv"
+    data.write_text("doc,code\n" + "".join(f"note {i} says {i * 3},{i * 3}\n" for i in range(8)))
+    common = ["--task", "custom", "--train-file", str(data), "--test-file", str(data),
+              "--template", "{doc}", "--suffix-template", " Code:", "--answer-field", "code",
+              "--gen-limit", "2"]  # fmt: skip
+    out = tmp_path / "run"
+    args = ["train", "--model", str(tiny_model_dir), "--k", "2", "--steps", "2",
+            "--batch-size", "2", "--out", str(out), "--no-progress", *common]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["perplexity"] > 1 and metrics["test"]["generated"] == 2
+    assert metrics["data"]["train"]["rows_read"] == 8
+    assert "perplexity" in capsys.readouterr().out
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["data"]["template"] == "{doc}" and saved["data"]["answer_field"] == "code"
+    assert main(["eval", str(out), *common, "--out", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["generated"] == 2
+
+
+def test_bad_data_row_exits_2_and_writes_nothing(tiny_model_dir, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "fine", "label": "a"}\n{"text": "", "label": "b"}\n')
+    args = ["train", "--model", str(tiny_model_dir), "--task", "custom", "--train-file",
+            str(data), "--test-file", str(data), "--template", "T: {text}", "--answer-field",
+            "label", "--labels", "a,b", "--steps", "1", "--out", str(tmp_path / "r")]  # fmt: skip
+    proc = run(*args)
+    assert proc.returncode == 2 and "d.jsonl:2: field 'text' is empty" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()

@@ -61,9 +61,7 @@ def test_classification_training_data_is_class_balanced(tmp_path, tokenizer):
     labels = [e.label for e in stages[0].train]
     assert labels.count("positive") == labels.count("negative") == 20
     assert len(stages[0].test) == 50  # the test split keeps its natural skew
-    stages, _ = load_stages(
-        DataConfig(task="amazon", data_dir=str(folder), max_train=6), tokenizer
-    )
+    stages, _ = load_stages(DataConfig(task="amazon", data_dir=str(folder), max_train=6), tokenizer)
     assert sorted(e.label for e in stages[0].train) == ["negative"] * 3 + ["positive"] * 3
 
 

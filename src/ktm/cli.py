@@ -60,6 +60,16 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lora-dropout", type=float, default=0.05)
     g.add_argument("--no-lora-lm-head", action="store_true", help="do not adapt the output layer")
     g.add_argument(
+        "--reduction",
+        default=None,
+        choices=["first", "last", "prune"],
+        help="token-space baseline instead of merging (with --k 1): keep the first, last or "
+        "most informative ceil(T/--reduction-k) prompt tokens",
+    )
+    g.add_argument(
+        "--reduction-k", type=_positive_int, default=1, help="the K whose budget to match"
+    )
+    g.add_argument(
         "--dtype",
         default="float32",
         choices=DTYPES,
