@@ -41,3 +41,20 @@ def test_cli_examples_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "balanced acc" in proc.stdout
     assert (tmp_path / "runs" / "readme-k4" / "metrics.json").is_file()
+
+
+def test_own_data_examples_run(tmp_path):
+    script = [b for b in _blocks("bash") if b.lstrip().startswith("cat > reviews.csv")][0]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "runs" / "readme-own" / "model" / "ktm_config.json").is_file()
+    assert (tmp_path / "runs" / "readme-bench" / "pareto.png").is_file()
+    assert "| prune4 |" in proc.stdout
