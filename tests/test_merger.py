@@ -73,3 +73,19 @@ def test_config_from_dict_rejects_unknown_fields():
     with pytest.raises(KTMError, match="unknown"):
         KTMConfig.from_dict({"k": 2, "kay": 3})
     assert KTMConfig.from_dict(KTMConfig(k=3).to_dict()) == KTMConfig(k=3)
+
+
+def test_token_norm_merger_keeps_the_scale_of_its_tokens():
+    torch.manual_seed(0)
+    merger = MLPMerger(k=3, hidden_size=8, hidden_factor=2.0, init="random", norm="token")
+    with torch.no_grad():
+        merger.mlp[-1].weight.mul_(1000.0)  # an MLP whose output has blown up
+    blocks = torch.randn(4, 3, 8) * torch.tensor([1.0, 2.0, 3.0, 4.0]).view(4, 1, 1)
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=torch.bool)
+    out = merger(blocks, mask)
+    norms = blocks.norm(dim=-1)
+    expected = (norms * mask).sum(-1) / mask.sum(-1)
+    torch.testing.assert_close(out.norm(dim=-1), expected)
+    assert build_merger(KTMConfig(k=3, merger_norm="token"), 8).norm == "token"
+    with pytest.raises(KTMError, match="merger_norm"):
+        KTMConfig(merger_norm="unit")

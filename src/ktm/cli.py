@@ -55,6 +55,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="MLP width c in h = int(c*K)*d (default: paper's 2.0 for K<=3, 1.5 above)",
     )
+    g.add_argument(
+        "--merger-norm",
+        default="none",
+        choices=["none", "token"],
+        help="token: rescale merged embeddings to their tokens' mean norm",
+    )
     g.add_argument("--lora-r", type=int, default=4, help="LoRA rank (0 disables LoRA)")
     g.add_argument("--lora-alpha", type=float, default=16)
     g.add_argument("--lora-dropout", type=float, default=0.05)

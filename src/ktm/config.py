@@ -10,6 +10,7 @@ from .errors import KTMError
 
 MERGERS = ("mlp", "mean")
 MERGER_INITS = ("mean", "random")
+MERGER_NORMS = ("none", "token")
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
 
 
@@ -29,6 +30,8 @@ class KTMConfig:
         merger_hidden_factor: c in h = int(c·K)·d; ``None`` takes the paper's value.
         merger_init: ``"mean"`` zero-initialises the MLP's last layer so training starts
             exactly at mean pooling; ``"random"`` is the paper's default init.
+        merger_norm: ``"token"`` rescales each merged embedding to the mean norm of its
+            block's token embeddings (the scale the LM reads); ``"none"`` is the paper's.
         lora_r, lora_alpha, lora_dropout: LoRA hyper-parameters (paper: 4, 16, 0.05).
         lora_targets: module names to adapt; ``None`` adapts every linear layer of the
             decoder (q, k, v, o, gate, up, down for Llama).
@@ -43,6 +46,7 @@ class KTMConfig:
     merger: str = "mlp"
     merger_hidden_factor: float | None = None
     merger_init: str = "mean"
+    merger_norm: str = "none"
     lora_r: int = 4
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -59,6 +63,10 @@ class KTMConfig:
         if self.merger_init not in MERGER_INITS:
             raise KTMError(
                 f"merger_init must be one of {', '.join(MERGER_INITS)}, got {self.merger_init!r}"
+            )
+        if self.merger_norm not in MERGER_NORMS:
+            raise KTMError(
+                f"merger_norm must be one of {', '.join(MERGER_NORMS)}, got {self.merger_norm!r}"
             )
         if self.merger_hidden_factor is not None and not self.merger_hidden_factor > 0:
             raise KTMError(f"merger_hidden_factor must be > 0, got {self.merger_hidden_factor!r}")

@@ -26,6 +26,19 @@ def masked_block_mean(blocks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (blocks * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
+def match_token_norm(
+    merged: torch.Tensor, blocks: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Rescale each merged vector to the mean norm of its block's real token embeddings.
+
+    The merged input then has the scale the language model expects of a token, whatever the
+    MLP's output grows to during training: (N, d), (N, K, d), (N, K) -> (N, d).
+    """
+    weights = mask.to(blocks.dtype)
+    target = (blocks.norm(dim=-1) * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)
+    return merged * (target / merged.norm(dim=-1).clamp_min(1e-6)).unsqueeze(-1)
+
+
 class MeanMerger(nn.Module):
     """Parameter-free block mean: the strongest simple baseline, and the identity at K = 1."""
 
@@ -47,10 +60,18 @@ class MLPMerger(nn.Module):
     With ``init="mean"`` the last layer starts at zero, so the merger starts as mean pooling.
     """
 
-    def __init__(self, k: int, hidden_size: int, hidden_factor: float, init: str = "mean") -> None:
+    def __init__(
+        self,
+        k: int,
+        hidden_size: int,
+        hidden_factor: float,
+        init: str = "mean",
+        norm: str = "none",
+    ) -> None:
         super().__init__()
         self.k = k
         self.hidden_size = hidden_size
+        self.norm = norm
         width = k * hidden_size
         inner = max(1, int(hidden_factor * k)) * hidden_size
         self.mlp = nn.Sequential(
@@ -71,11 +92,16 @@ class MLPMerger(nn.Module):
         """
         x = blocks.to(self.mlp[0].weight.dtype)
         flat = x.reshape(x.shape[0], self.k * self.hidden_size)
-        return (masked_block_mean(x, mask) + self.mlp(flat)).to(blocks.dtype)
+        out = masked_block_mean(x, mask) + self.mlp(flat)
+        if self.norm == "token":
+            out = match_token_norm(out, x, mask)
+        return out.to(blocks.dtype)
 
 
 def build_merger(config: KTMConfig, hidden_size: int) -> nn.Module:
     """The merger ``config`` asks for; K = 1 always gets the (identity) mean merger."""
     if config.k == 1 or config.merger == "mean":
         return MeanMerger(config.k, hidden_size)
-    return MLPMerger(config.k, hidden_size, config.hidden_factor, config.merger_init)
+    return MLPMerger(
+        config.k, hidden_size, config.hidden_factor, config.merger_init, config.merger_norm
+    )

@@ -528,7 +528,15 @@ class KTMModel(nn.Module):
             path, meta.get("base_model_info", {}), _base_info(self.causal_lm), self.base_model
         )
         other = KTMConfig.from_dict(meta["config"])
-        for key in ("k", "merger", "hidden_factor", "lora_r", "lora_targets", "lora_lm_head"):
+        for key in (
+            "k",
+            "merger",
+            "hidden_factor",
+            "merger_norm",
+            "lora_r",
+            "lora_targets",
+            "lora_lm_head",
+        ):
             if getattr(other, key) != getattr(self.config, key):
                 raise KTMError(
                     f"{path} was trained with {key}={getattr(other, key)!r} but this model has "
