@@ -172,3 +172,16 @@ def test_bad_data_row_exits_2_and_writes_nothing(tiny_model_dir, tmp_path):
     proc = run(*args)
     assert proc.returncode == 2 and "d.jsonl:2: field 'text' is empty" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
+
+
+def test_run_from_an_older_version_resumes(trained, tree_data, tiny_model_dir, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(trained, old)
+    cfg = json.loads((old / "config.json").read_text())
+    del cfg["ktm"]["merger_norm"], cfg["data"]["gen_limit"]  # options added later
+    (old / "config.json").write_text(json.dumps(cfg))
+    assert main([*train_args(tiny_model_dir, tree_data, old), "--resume"]) == 0
+    proc = run(*train_args(tiny_model_dir, tree_data, old), "--resume", "--steps", "5")
+    assert proc.returncode == 2 and "other options" in proc.stderr

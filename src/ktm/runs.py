@@ -235,7 +235,7 @@ def run_training(
     task = get_task(cfg.data.task).with_data(cfg.data)
     if cfg.curriculum and task.kind != "classification":
         raise KTMError("curriculum training needs a classification task")
-    _check_run_dir(out, cfg.to_dict(), resume)
+    _check_run_dir(out, cfg, resume)
     # Build the model and read the data before writing anything: bad input leaves no folder.
     torch.manual_seed(cfg.train.seed)  # LoRA and merger initialisation
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
@@ -348,14 +348,32 @@ class PretrainConfig:
     def to_dict(self) -> dict:
         return _run_dict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "PretrainConfig":
+        d = dict(d)
+        return cls(
+            model=d.pop("model"),
+            ktm=KTMConfig.from_dict(d.pop("ktm")),
+            train=dataclass_from_dict(TrainConfig, d.pop("train"), "train config"),
+            **d,
+        )
 
-def _check_run_dir(out: Path, config: dict, resume: bool) -> None:
-    """A new run needs an unused folder; a resumed one the same options."""
+
+def _check_run_dir(out: Path, config, resume: bool) -> None:
+    """A new run needs an unused folder; a resumed one the same options.
+
+    The saved options are read back through ``config``'s class, so a run written before an
+    option existed resumes as long as the option keeps its default.
+    """
     saved = out / "config.json"
     if saved.is_file():
         if not resume:
             raise KTMError(f"{out} already holds a run; pass --resume or choose another --out")
-        if read_json(saved, "run config") != config:
+        try:
+            before = type(config).from_dict(read_json(saved, "run config")).to_dict()
+        except (KTMError, KeyError, TypeError):
+            before = None
+        if before != config.to_dict():
             raise KTMError(f"{saved} was written with other options; resume with the same ones")
     elif resume and (out / "checkpoints").exists():
         raise KTMError(f"{out} has checkpoints but no config.json; cannot resume")
@@ -399,7 +417,7 @@ def run_pretraining(
 
     out = Path(output_dir)
     texts = read_texts(cfg.texts, cfg.text_field)
-    _check_run_dir(out, cfg.to_dict(), resume)
+    _check_run_dir(out, cfg, resume)
     torch.manual_seed(cfg.train.seed)
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
     chunks = text_chunks(model.tokenizer, texts, cfg.chunk_tokens, cfg.max_chunks)
