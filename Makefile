@@ -33,8 +33,8 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -x
 
 lint: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 clean-demo:
 	rm -rf runs/demo
