@@ -20,6 +20,11 @@ def test_arm_names():
     assert arm_config(base, "k2-random").ktm.merger_init == "random"
     with pytest.raises(KTMError, match="bad arm"):
         arm_config(base, "four")
+    with pytest.raises(KTMError, match="give --init-from"):
+        arm_config(base, "k4-pre")
+    pre = RunConfig("m", KTMConfig(), TrainConfig(), DataConfig(), init_from="pre/model")
+    assert arm_config(pre, "k4-pre").init_from == "pre/model"
+    assert arm_config(pre, "k4").init_from is None
 
 
 def test_bench_tree_writes_results_and_skips_finished_arms(tiny_model_dir, tmp_path, capsys):

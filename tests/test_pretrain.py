@@ -86,3 +86,21 @@ def test_cli_train_init_from(pretrained, tiny_model_dir, tmp_path):
            "--init-from", str(pretrained), "--out", str(tmp_path / "r2")]  # fmt: skip
     assert main(bad) == 2
     assert not (tmp_path / "r2").exists()  # nothing half-written
+
+
+def test_bench_pretrained_arm_starts_from_init_and_others_fresh(
+    pretrained, tiny_model_dir, tmp_path
+):
+    out = tmp_path / "b"
+    args = ["bench", "tree", "--model", str(tiny_model_dir), "--arms", "k4,k4-pre,k1",
+            "--init-from", str(pretrained), "--steps", "1", "--batch-size", "2",
+            "--train-trees", "6", "--test-trees", "2", "--out", str(out),
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    inits = {a: json.loads((out / a / "config.json").read_text())["init_from"]
+             for a in ("k4", "k4-pre", "k1")}  # fmt: skip
+    assert inits == {"k4": None, "k4-pre": str(pretrained), "k1": None}
+    kinds = {r["arm"]: r["kind"] for r in json.loads((out / "results.json").read_text())["arms"]}
+    assert kinds["k4-pre"] == "merge-pretrained"
+    no_init = [a for a in args if a not in ("--init-from", str(pretrained))]
+    assert main([*no_init[:-3], "--out", str(tmp_path / "c")]) == 2

@@ -4,6 +4,8 @@ Arms:
     ``k<K>``         K-token merging (MLP merger); ``k1`` is the uncompressed LoRA reference;
     ``k<K>-mean``    block-mean merger + LoRA;
     ``k<K>-random``  MLP merger with the paper's random init;
+    ``k<K>-pre``     MLP merger + LoRA started from ``--init-from`` (e.g. ``ktm pretrain``);
+                     the other arms start fresh;
     ``first<K>``, ``last<K>``, ``prune<K>``
                      keep ⌈T/K⌉ prompt tokens (the start, the end, or the most informative by
                      the base model's self-information) + LoRA at K = 1 (:mod:`ktm.reduction`);
@@ -29,7 +31,9 @@ from ..io_utils import read_json, write_json_atomic, write_text_atomic
 from ..report import format_table
 from ..runs import RunConfig, load_stages, run_training
 
-_ARM = re.compile(r"^(?:k(\d+)(?:-(mean|random))?|(first|last|prune)(\d+)|(zeroshot|majority))$")
+_ARM = re.compile(
+    r"^(?:k(\d+)(?:-(mean|random|pre))?|(first|last|prune)(\d+)|(zeroshot|majority))$"
+)
 
 CLASSIFICATION_COLUMNS = [
     ("arm", "arm"),
@@ -65,11 +69,14 @@ class Arm:
     merger_init: str | None = None
     reduction: str | None = None
     trained: bool = True  # zeroshot and majority train nothing
+    pretrained: bool = False  # starts from the bench's --init-from
 
     @property
     def kind(self) -> str:
         if self.name in ("zeroshot", "majority"):
             return self.name
+        if self.pretrained:
+            return "merge-pretrained"
         return self.reduction or ("mean" if self.merger == "mean" else "merge")
 
 
@@ -77,8 +84,8 @@ def parse_arm(name: str) -> Arm:
     m = _ARM.match(name)
     if not m:
         raise KTMError(
-            f"bad arm {name!r}: use k<K>, k<K>-mean, k<K>-random, first<K>, last<K>, prune<K>, "
-            "zeroshot or majority (e.g. k4,k1,k4-mean,first4,prune4)"
+            f"bad arm {name!r}: use k<K>, k<K>-mean, k<K>-random, k<K>-pre, first<K>, last<K>, "
+            "prune<K>, zeroshot or majority (e.g. k4,k1,k4-mean,first4,prune4)"
         )
     k, variant, reduction, rk, fixed = m.groups()
     if fixed:
@@ -93,12 +100,16 @@ def parse_arm(name: str) -> Arm:
         budget_k=int(k),
         merger="mean" if variant == "mean" else "mlp",
         merger_init="random" if variant == "random" else None,
+        pretrained=variant == "pre",
     )
 
 
 def arm_config(base: RunConfig, name: str) -> RunConfig:
-    """``base`` with the K, merger or reduction that arm ``name`` names."""
+    """``base`` with the K, merger or reduction that arm ``name`` names; only ``-pre`` arms
+    keep ``base.init_from``."""
     arm = parse_arm(name)
+    if arm.pretrained and not base.init_from:
+        raise KTMError(f"arm {name!r} starts from a pre-trained merger: give --init-from")
     ktm = dataclasses.replace(
         base.ktm,
         k=arm.k,
@@ -107,7 +118,7 @@ def arm_config(base: RunConfig, name: str) -> RunConfig:
         reduction=arm.reduction,
         reduction_k=arm.budget_k if arm.reduction else 1,
     )
-    return dataclasses.replace(base, ktm=ktm)
+    return dataclasses.replace(base, ktm=ktm, init_from=base.init_from if arm.pretrained else None)
 
 
 def _prefill_ms(model, examples, repeats: int = 3) -> float:

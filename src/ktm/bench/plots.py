@@ -7,7 +7,14 @@ from pathlib import Path
 
 from ..io_utils import atomic_path
 
-_MARKERS = {"merge": "o", "mean": "s", "first": ">", "last": "<", "prune": "D"}
+_MARKERS = {
+    "merge": "o",
+    "merge-pretrained": "*",
+    "mean": "s",
+    "first": ">",
+    "last": "<",
+    "prune": "D",
+}
 
 
 def quality_key(kind: str) -> tuple[str, str, bool]:
