@@ -20,6 +20,16 @@ from .config import TrainConfig
 from .data import Example, SampleOrder
 
 Evaluate = Callable[[KTMModel], dict]
+_SHOWN_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "majority_baseline",
+    "perplexity",
+    "exact_match",
+    "edit_similarity",
+    "reconstruction_nll",
+)
 StopRule = Callable[[dict], bool]
 
 
@@ -148,11 +158,7 @@ def train(
             return False
         metrics = {"step": step, **evaluate(accelerator.unwrap_model(wrapped))}
         result.evals.append(metrics)
-        shown = {
-            k: round(v, 4)
-            for k, v in metrics.items()
-            if k in ("accuracy", "balanced_accuracy", "f1_true", "majority_baseline")
-        }
+        shown = {k: round(v, 4) for k, v in metrics.items() if k in _SHOWN_METRICS}
         accelerator.print(f"ktm: eval at step {step}: {json.dumps(shown)}")
         model.train()
         return bool(should_stop and should_stop(metrics))
