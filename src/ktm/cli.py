@@ -627,6 +627,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .tasks import get_task
 
     cfg = _run_config(args)
+    if cfg.ktm.k > 1 and cfg.ktm.merger == "mlp" and not cfg.init_from and not args.resume:
+        print(
+            "ktm: note: a fresh merger learns slowly at K > 1; pre-train one with `ktm pretrain` "
+            "and pass --init-from (docs/training.md)",
+            file=sys.stderr,
+        )
     result = run_training(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     from .distributed import process_state
 
