@@ -356,6 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print JSON with token counts")
     gen.set_defaults(func=cmd_generate)
 
+    exp = sub.add_parser(
+        "export", help="export for vLLM: LoRA merged into the base, merger beside it"
+    )
+    exp.add_argument("checkpoint", help="a saved model folder or run folder")
+    exp.add_argument("--format", default="vllm", choices=["vllm"])
+    exp.add_argument("--out", required=True, help="new folder for the exported model")
+    exp.add_argument("--dtype", default="float32", choices=DTYPES)
+    exp.set_defaults(func=cmd_export)
+
     bench = sub.add_parser("bench", help="measure: compare arms on a task, or prefill speed")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     bench_parsers = []
@@ -401,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     bts.add_argument("--lora-dropout", type=float, default=0.05)
     bts.set_defaults(func=cmd_bench_train_speed)
 
-    for p in (data, tree, tr, pre, ev, gen, bench, *bench_parsers, bs, bts):
+    for p in (data, tree, tr, pre, ev, gen, exp, bench, *bench_parsers, bs, bts):
         p.add_argument("--config", default=None, help="JSON file of option values")
     return parser
 
@@ -716,6 +725,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
         else:
             print(text)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a plain model folder with the LoRA merged (vLLM loads it), and the merger."""
+    import torch
+
+    from .export import export_merged
+
+    out = export_merged(args.checkpoint, args.out, dtype=getattr(torch, args.dtype))
+    print(f"ktm: exported to {out} (serve it: vllm serve {out} --enable-prompt-embeds)")
     return 0
 
 
