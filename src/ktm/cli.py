@@ -365,6 +365,27 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--dtype", default="float32", choices=DTYPES)
     exp.set_defaults(func=cmd_export)
 
+    srv = sub.add_parser("serve", help="OpenAI-compatible HTTP server for a ktm model")
+    srv.add_argument("checkpoint", help="a saved model folder or run folder")
+    srv.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    srv.add_argument("--port", type=_positive_int, default=8000)
+    srv.add_argument(
+        "--api-key", default=None, help="require `Authorization: Bearer KEY` on /v1/ routes"
+    )
+    srv.add_argument("--model-name", default="ktm", help="the model id clients ask for")
+    srv.add_argument(
+        "--max-prompt-tokens",
+        type=_positive_int,
+        default=8192,
+        help="longest prompt accepted, in tokens before compression",
+    )
+    srv.add_argument("--max-batch", type=_positive_int, default=8, help="requests per batch")
+    srv.add_argument(
+        "--batch-wait-ms", type=float, default=10.0, help="how long a batch waits to fill"
+    )
+    srv.add_argument("--dtype", default="float32", choices=DTYPES)
+    srv.set_defaults(func=cmd_serve)
+
     bench = sub.add_parser("bench", help="measure: compare arms on a task, or prefill speed")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     bench_parsers = []
@@ -410,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     bts.add_argument("--lora-dropout", type=float, default=0.05)
     bts.set_defaults(func=cmd_bench_train_speed)
 
-    for p in (data, tree, tr, pre, ev, gen, exp, bench, *bench_parsers, bs, bts):
+    for p in (data, tree, tr, pre, ev, gen, exp, srv, bench, *bench_parsers, bs, bts):
         p.add_argument("--config", default=None, help="JSON file of option values")
     return parser
 
@@ -736,6 +757,26 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     out = export_merged(args.checkpoint, args.out, dtype=getattr(torch, args.dtype))
     print(f"ktm: exported to {out} (serve it: vllm serve {out} --enable-prompt-embeds)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve /v1/completions, /v1/chat/completions, /v1/models and /health."""
+    import torch
+
+    from .model import KTMModel, checkpoint_folder
+    from .serve.app import ServeConfig, create_app
+
+    try:
+        import uvicorn
+    except ImportError:
+        raise KTMError("ktm serve needs fastapi and uvicorn: pip install 'ktm[serve]'") from None
+    model = KTMModel.from_pretrained(
+        checkpoint_folder(args.checkpoint), dtype=getattr(torch, args.dtype)
+    )
+    cfg = _pick(ServeConfig, args)
+    print(f"ktm: serving {args.checkpoint} as {cfg.model_name!r} on http://{args.host}:{args.port}")
+    uvicorn.run(create_app(model, cfg), host=args.host, port=args.port, log_level="warning")
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -420,11 +420,15 @@ class KTMModel(nn.Module):
 
     @torch.no_grad()
     def generate_ids(
-        self, batch: CompressedBatch, sampling: SamplingConfig | None = None
+        self,
+        batch: CompressedBatch,
+        sampling: SamplingConfig | None = None,
+        on_step: Callable[[list[int]], None] | None = None,
     ) -> list[list[int]]:
         """Generate from a compressed batch with a KV cache; stops each row at EOS.
 
-        Returns the new token ids per row, without the EOS.
+        Returns the new token ids per row, without the EOS. ``on_step`` (for streaming) gets
+        each step's B new token ids as they are chosen (EOS again for finished rows).
         """
         cfg = sampling or SamplingConfig()
         self._check_length(batch, cfg.max_new_tokens)
@@ -444,6 +448,8 @@ class KTMModel(nn.Module):
                     nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
                     done |= nxt == eos
                 out = torch.cat([out, nxt[:, None]], dim=1)
+                if on_step is not None:
+                    on_step(nxt.tolist())
                 if bool(done.all()):
                     break
                 mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)

@@ -1,0 +1,1 @@
+"""`ktm serve`: an OpenAI-compatible HTTP server for a ktm model."""

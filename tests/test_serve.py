@@ -1,0 +1,140 @@
+"""`ktm serve` on loopback, driven by the official `openai` client."""
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+openai = pytest.importorskip("openai")
+uvicorn = pytest.importorskip("uvicorn")
+
+from ktm.serve.app import ServeConfig, create_app  # noqa: E402
+
+PROMPTS = [f"Tree: +A{c}\n++B{c}, Parent: A{c}, Answer: " for c in "ABCDEFGH"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    import torch
+
+    from ktm import KTMConfig, KTMModel
+
+    torch.manual_seed(0)
+    model = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4, merger_init="random"))
+    cfg = ServeConfig(model_name="tiny", api_key="secret", max_prompt_tokens=200,
+                      max_batch=8, batch_wait_ms=50)  # fmt: skip
+    app = create_app(model, cfg)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield model, app, f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def _client(url, key="secret"):
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+
+
+def test_completion_matches_the_model_and_reports_compression(server):
+    model, _, url = server
+    r = _client(url).completions.create(model="tiny", prompt=PROMPTS[0], max_tokens=5,
+                                        temperature=0)  # fmt: skip
+    expected = model.generate([PROMPTS[0]], max_new_tokens=5)[0]
+    assert r.choices[0].text == expected
+    usage = r.usage.model_dump()
+    assert usage["compressed_prompt_tokens"] < usage["prompt_tokens"]
+    assert usage["completion_tokens"] <= 5
+
+
+def test_streamed_equals_non_streamed(server):
+    _, _, url = server
+    client = _client(url)
+    full = client.completions.create(model="tiny", prompt=PROMPTS[1], max_tokens=6, temperature=0)
+    parts = client.completions.create(model="tiny", prompt=PROMPTS[1], max_tokens=6,
+                                      temperature=0, stream=True)  # fmt: skip
+    assert "".join(c.choices[0].text for c in parts) == full.choices[0].text
+    chat = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Hello there"}], max_tokens=4,
+        temperature=0,
+    )  # fmt: skip
+    streamed = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Hello there"}], max_tokens=4,
+        temperature=0, stream=True,
+    )  # fmt: skip
+    text = "".join(c.choices[0].delta.content or "" for c in streamed)
+    assert text == chat.choices[0].message.content
+    assert chat.choices[0].finish_reason in ("stop", "length")
+
+
+def test_models_and_health(server):
+    _, _, url = server
+    assert [m.id for m in _client(url).models.list().data] == ["tiny"]
+    with urllib.request.urlopen(url + "/health") as r:
+        assert json.loads(r.read())["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "kwargs, status",
+    [
+        (dict(prompt=PROMPTS[0], max_tokens=-1), 400),
+        (dict(prompt=PROMPTS[0], max_tokens=10**9), 400),
+        (dict(prompt="   ", max_tokens=2), 400),
+        (dict(prompt="word " * 400, max_tokens=2), 400),
+        (dict(prompt=PROMPTS[0], max_tokens=2, temperature=-1), 400),
+        (dict(prompt=PROMPTS[0], max_tokens=2, model="other"), 404),
+    ],
+)
+def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, kwargs, status):
+    _, _, url = server
+    client = _client(url)
+    kwargs = {"model": "tiny", **kwargs}
+    with pytest.raises(openai.APIStatusError) as err:
+        client.completions.create(**kwargs)
+    assert err.value.status_code == status
+    assert err.value.body["message"]  # OpenAI-style error body
+    assert client.completions.create(model="tiny", prompt=PROMPTS[0], max_tokens=1).choices
+
+
+def test_api_key_and_malformed_json(server):
+    _, _, url = server
+    with pytest.raises(openai.AuthenticationError):
+        _client(url, key="wrong").completions.create(model="tiny", prompt="hi", max_tokens=1)
+    req = urllib.request.Request(
+        url + "/v1/completions", data=b"{not json", method="POST",
+        headers={"Authorization": "Bearer secret", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req)
+    assert err.value.code == 400 and "error" in json.loads(err.value.read())
+
+
+def test_concurrent_requests_are_batched_and_match_sequential(server):
+    _, app, url = server
+    client = _client(url)
+
+    def ask(prompt):
+        r = client.completions.create(model="tiny", prompt=prompt, max_tokens=4, temperature=0)
+        return r.choices[0].text
+
+    sequential = [ask(p) for p in PROMPTS]
+    before = app.state.batcher.batches
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        concurrent = list(pool.map(ask, PROMPTS))
+    assert concurrent == sequential
+    assert app.state.batcher.batches - before < len(PROMPTS)  # some requests shared a batch
