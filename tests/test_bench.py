@@ -46,8 +46,15 @@ def test_speed_benchmarks_write_json(tiny_model_dir, tmp_path):
     out = tmp_path / "s.json"
     assert main(["bench", "speed", "--model", str(tiny_model_dir), "--k", "1,4", "--lengths",
                  "64", "--repeats", "1", "--out", str(out)]) == 0  # fmt: skip
-    rows = json.loads(out.read_text())["rows"]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
     assert [r["k"] for r in rows] == [1, 4] and rows[1]["positions"] == 16
+    assert result["peak_rss_mib"] > 0 and out.with_suffix(".png").is_file()
+    k1, k4 = rows
+    # After the prefill the KV cache holds 16 compressed positions instead of 64.
+    assert k1["kv_cache_bytes"] == 4 * k4["kv_cache_bytes"] > 0
+    assert k4["flops_ratio_vs_k1"] > 1.0 and k1["flops_ratio_vs_k1"] == 1.0
+    assert k1["decode_tokens_per_s"] > 0 and k4["decode_vs_k1"] > 0
     out = tmp_path / "t.json"
     assert main(["bench", "train-speed", "--model", str(tiny_model_dir), "--k", "1,2",
                  "--steps", "1", "--batch-size", "2", "--out", str(out)]) == 0  # fmt: skip

@@ -421,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--lengths", default="512,2048", help="prompt lengths in tokens")
     bs.add_argument("--batch-sizes", default="1")
     bs.add_argument("--repeats", type=_positive_int, default=5)
+    bs.add_argument(
+        "--decode-steps", type=_positive_int, default=16, help="decode steps timed per arm"
+    )
     bs.set_defaults(func=cmd_bench_speed)
 
     bts = bench_sub.add_parser("train-speed", help="training throughput per K (tokens/s)")
@@ -549,7 +552,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     """Time to first token per K and prompt length, side by side; writes JSON."""
     import torch
 
-    from .bench.speed import build_arms, prefill_benchmark
+    from .bench.speed import build_arms, peak_rss_mib, plot_speed, prefill_benchmark
     from .io_utils import write_json_atomic
     from .report import format_table
 
@@ -565,6 +568,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         _int_list(args.lengths, "--lengths"),
         _int_list(args.batch_sizes, "--batch-sizes"),
         args.repeats,
+        decode_steps=args.decode_steps,
     )
     write_json_atomic(
         args.out,
@@ -574,9 +578,11 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
             "dtype": args.dtype,
             "merger_hidden_factor": args.merger_hidden_factor,
             "machine": _machine(),
+            "peak_rss_mib": peak_rss_mib(),
             "rows": rows,
         },
     )
+    plot_speed(rows, Path(args.out).with_suffix(".png"))
     cols = [
         (c, c)
         for c in (
@@ -585,9 +591,12 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
             "k",
             "positions",
             "ttft_s",
-            "merge_s",
             "merger_share",
             "speedup_vs_k1",
+            "flops_ratio_vs_k1",
+            "decode_tokens_per_s",
+            "decode_vs_k1",
+            "kv_cache_mib",
         )
     ]
     print(format_table(rows, cols))

@@ -55,6 +55,53 @@ def time_first_token(
     return PrefillTiming(t1 - t0, t2 - t1)
 
 
+def cache_bytes(cache) -> int:
+    """Bytes held by a transformers KV cache (keys and values of every layer)."""
+    total = 0
+    for layer in getattr(cache, "layers", []):
+        for name in ("keys", "values"):
+            t = getattr(layer, name, None)
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+    return total
+
+
+@torch.no_grad()
+def time_decode(model: KTMModel, prompt_ids: list[list[int]], steps: int) -> tuple[float, int]:
+    """(seconds per decode step after the prefill, KV-cache bytes after the prefill)."""
+    from ..packing import CompressedBatch
+
+    model.eval()
+    batch = model.compress_ids(prompt_ids)
+    hidden, cache = model.hidden_states(batch, use_cache=True)
+    kv = cache_bytes(cache)
+    mask, pos = batch.attention_mask, batch.position_ids[:, -1:]
+    b = len(prompt_ids)
+    nxt = model.head(hidden[:, -1]).argmax(-1)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
+        pos = pos + 1
+        step = CompressedBatch(model.embed(nxt[:, None]), mask, pos, [], [])
+        hidden, cache = model.hidden_states(step, past_key_values=cache, use_cache=True)
+        nxt = model.head(hidden[:, -1]).argmax(-1)
+    return (time.perf_counter() - t0) / steps, kv
+
+
+def prefill_flops(model: KTMModel, tokens: int) -> float:
+    """Forward FLOPs of one prompt's prefill: 2·params per position in the linear layers, the
+    two attention matmuls (4·n²·d per layer), and the merger's MLP over the blocks."""
+    cfg = model.causal_lm.config.get_text_config()
+    d, layers = cfg.hidden_size, cfg.num_hidden_layers
+    embed = model.causal_lm.get_input_embeddings().weight.numel()
+    linear = sum(p.numel() for n, p in model.causal_lm.named_parameters() if "lora" not in n)
+    linear -= embed  # the input embedding is a lookup; the output layer is counted once below
+    n = -(-tokens // model.k)
+    flops = 2 * n * linear + 2 * embed + layers * 4 * n * n * d  # logits only at the last one
+    merger = sum(p.numel() for p in model.merger.parameters())
+    return flops + 2 * n * merger
+
+
 def build_arms(
     base: str, ks: list[int], dtype: torch.dtype = torch.float32, **config
 ) -> dict[int, KTMModel]:
@@ -72,7 +119,10 @@ def prefill_benchmark(
     batch_sizes: list[int],
     repeats: int = 5,
     warmup: int = 1,
+    decode_steps: int = 16,
 ) -> list[dict]:
+    """TTFT, prefill, merger share, decode speed and KV-cache size per (length, batch, K),
+    repeats interleaved across K; ratios against the smallest K (normally 1)."""
     rows = []
     any_model = next(iter(arms.values()))
     for length in lengths:
@@ -80,15 +130,23 @@ def prefill_benchmark(
         for bs in batch_sizes:
             prompts = [ids] * bs
             times: dict[int, list[PrefillTiming]] = {k: [] for k in arms}
+            decode: dict[int, list[float]] = {k: [] for k in arms}
+            kv: dict[int, int] = {}
             for r in range(warmup + repeats):
                 for k, model in arms.items():  # interleaved
                     t = time_first_token(model, prompts)
+                    step_s, kv[k] = time_decode(model, prompts, decode_steps)
                     if r >= warmup:
                         times[k].append(t)
-            base_ttft = statistics.median(t.ttft_s for t in times[min(arms)])
+                        decode[k].append(step_s)
+            ref = min(arms)
+            base_ttft = statistics.median(t.ttft_s for t in times[ref])
+            base_decode = statistics.median(decode[ref])
+            base_flops = prefill_flops(arms[ref], length)
             for k, ts in times.items():
                 ttft = statistics.median(t.ttft_s for t in ts)
                 merge = statistics.median(t.merge_s for t in ts)
+                step_s = statistics.median(decode[k])
                 rows.append(
                     {
                         "tokens": length,
@@ -100,6 +158,51 @@ def prefill_benchmark(
                         "prefill_s": round(statistics.median(t.prefill_s for t in ts), 5),
                         "merger_share": round(merge / ttft, 4),
                         "speedup_vs_k1": round(base_ttft / ttft, 3),
+                        "flops_ratio_vs_k1": round(base_flops / prefill_flops(arms[k], length), 3),
+                        "decode_tokens_per_s": round(bs / step_s, 2),
+                        "decode_vs_k1": round(base_decode / step_s, 3),
+                        "kv_cache_bytes": kv[k],
+                        "kv_cache_mib": round(kv[k] / 2**20, 3),
                     }
                 )
     return rows
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (MiB)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def plot_speed(rows: list[dict], out) -> None:
+    """TTFT and speed-up vs prompt length per K (batch size 1 if measured, else the first)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io_utils import atomic_path
+
+    bs = 1 if any(r["batch"] == 1 for r in rows) else rows[0]["batch"]
+    sel = [r for r in rows if r["batch"] == bs]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    for k in sorted({r["k"] for r in sel}):
+        pts = sorted((r["tokens"], r["ttft_s"], r["speedup_vs_k1"], r["flops_ratio_vs_k1"])
+                     for r in sel if r["k"] == k)  # fmt: skip
+        xs = [p[0] for p in pts]
+        a.plot(xs, [p[1] for p in pts], "o-", label=f"K = {k}")
+        line = b.plot(xs, [p[2] for p in pts], "o-", label=f"K = {k} measured")[0]
+        b.plot(xs, [p[3] for p in pts], ":", color=line.get_color(), label=f"K = {k} FLOPs")
+    a.set(xscale="log", yscale="log", xlabel="prompt tokens", ylabel="time to first token (s)")
+    b.set(xscale="log", xlabel="prompt tokens", ylabel="speed-up vs K = 1")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"batch size {bs}")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
