@@ -241,3 +241,27 @@ def test_block_distillation_aligns_positions(tiny_model_dir, tmp_path):
     result = train(student, EXAMPLES, cfg, tmp_path / "run", teacher=teacher)
     distill = [r["distill_loss"] for r in result.history]
     assert sum(distill[-5:]) / 5 < sum(distill[:5]) / 5 * 0.8
+
+
+def test_non_finite_loss_is_reported_and_never_applied_or_saved(tiny_model_dir, tmp_path):
+    from ktm.training.checkpoint import list_checkpoints
+
+    model = _model(tiny_model_dir)
+    real_forward, calls = model.forward, {"n": 0}
+
+    def forward(*args, **kwargs):
+        calls["n"] += 1
+        out = real_forward(*args, **kwargs)
+        return out * float("nan") if calls["n"] == 3 else out
+
+    model.forward = forward
+    with pytest.raises(KTMError, match=r"loss became nan at step 3 \(examples \d+"):
+        train(model, EXAMPLES, _cfg(save_every=1), tmp_path / "run")
+    saved = list_checkpoints(tmp_path / "run" / "checkpoints")
+    assert [p.name for p in saved][-1] == "step-000002"
+    from safetensors.torch import load_file
+
+    weights = load_file(str(saved[-1] / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert all(torch.equal(params[n].detach(), v) for n, v in weights.items())  # not updated

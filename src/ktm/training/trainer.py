@@ -199,16 +199,22 @@ def train(
                     )
                     accelerator.backward((summed * weights).sum())
                 loss_sum += summed.detach()
+            task_sum, recon_sum, distill_sum = accelerator.reduce(loss_sum, "sum").tolist()
+            loss = task_sum / n_answer
+            if not all(map(math.isfinite, (task_sum, recon_sum, distill_sum))):
+                # Before the update: the weights and the last checkpoint stay clean.
+                shown = ", ".join(map(str, batch[:8])) + (" …" if len(batch) > 8 else "")
+                raise KTMError(
+                    f"loss became {loss} at step {step + 1} (examples {shown} of the training "
+                    f"set); nothing of this step was applied or saved — lower the learning rate "
+                    f"or check those examples, then --resume"
+                )
             if config.max_grad_norm:
                 accelerator.clip_grad_norm_(
                     [p for g in groups for p in g["params"]], config.max_grad_norm
                 )
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            task_sum, recon_sum, distill_sum = accelerator.reduce(loss_sum, "sum").tolist()
-            loss = task_sum / n_answer
-            if not all(map(math.isfinite, (task_sum, recon_sum, distill_sum))):
-                raise KTMError(f"loss became {loss} at step {step + 1}; lower the learning rate")
             seconds = time.perf_counter() - t_step
             tokens = sum(len(data.prompt[i]) + len(data.suffix[i]) for i in batch)
             step += 1
