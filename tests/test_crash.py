@@ -1,0 +1,64 @@
+"""SIGKILL a training run at random points; --resume must finish it with the same result."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
+
+
+def _train_cmd(model_dir, data, out, resume=False):
+    cmd = [sys.executable, "-m", "ktm.cli", "train", "--model", str(model_dir), "--data",
+           str(data), "--k", "4", "--steps", "150", "--batch-size", "4", "--save-every", "1",
+           "--lr", "5e-3", "--out", str(out), "--no-progress"]  # fmt: skip
+    return cmd + (["--resume"] if resume else [])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from ktm.cli import main
+
+    out = tmp_path_factory.mktemp("crash-data")
+    assert (
+        main(["data", "tree", "--train-trees", "30", "--test-trees", "4", "--out", str(out)]) == 0
+    )
+    return out
+
+
+def test_killed_runs_resume_to_the_same_result(tiny_model_dir, data, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(tiny_model_dir, data, ref), check=True, env=env,
+                   capture_output=True)  # fmt: skip
+    expected = json.loads((ref / "metrics.json").read_text())
+    ref_log = (ref / "train_log.jsonl").read_text().splitlines()
+
+    out, rng, kills = tmp_path / "run", random.Random(0), 0
+    while kills < 5:
+        cmd = _train_cmd(tiny_model_dir, data, out, resume=out.exists())
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.5, 4.0))  # start-up takes ~1-2 s; steps and saves follow
+        if proc.poll() is not None:
+            break  # finished before the kill
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        # The newest complete checkpoint is never a half-written one.
+        ckpts = sorted((out / "checkpoints").glob("step-*")) if out.exists() else []
+        for c in ckpts:
+            assert (c / "state.json").is_file() and (c / "trainable.safetensors").is_file()
+    assert kills == 5, "the run finished too fast to be interrupted five times"
+    subprocess.run(_train_cmd(tiny_model_dir, data, out, resume=True), check=True, env=env,
+                   capture_output=True)  # fmt: skip
+    got = json.loads((out / "metrics.json").read_text())
+    assert got["test"] == {**expected["test"], "eval_seconds": got["test"]["eval_seconds"]}
+    losses = [
+        json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()
+    ]
+    assert losses == [json.loads(line)["loss"] for line in ref_log]
