@@ -138,3 +138,14 @@ def test_concurrent_requests_are_batched_and_match_sequential(server):
         concurrent = list(pool.map(ask, PROMPTS))
     assert concurrent == sequential
     assert app.state.batcher.batches - before < len(PROMPTS)  # some requests shared a batch
+
+
+def test_bench_serve_writes_results(tiny_model_dir, tmp_path):
+    from ktm.cli import main
+
+    out = tmp_path / "load.json"
+    assert main(["bench", "serve", "--model", str(tiny_model_dir), "--requests", "8",
+                 "--clients", "4", "--max-tokens", "2", "--out", str(out)]) == 0  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["sequential"]["errors"] == result["concurrent"]["errors"] == 0
+    assert result["concurrent"]["requests"] == 8 and result["batching_gain"] > 0

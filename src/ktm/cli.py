@@ -434,7 +434,21 @@ def build_parser() -> argparse.ArgumentParser:
     bts.add_argument("--lora-dropout", type=float, default=0.05)
     bts.set_defaults(func=cmd_bench_train_speed)
 
-    for p in (data, tree, tr, pre, ev, gen, exp, srv, bench, *bench_parsers, bs, bts):
+    bsv = bench_sub.add_parser(
+        "serve", help="load on ktm serve: sequential vs concurrent clients (throughput, errors)"
+    )
+    bsv.add_argument("checkpoint", nargs="?", default=None, help="a saved model (default: a "
+                     "fresh --k model on --model)")  # fmt: skip
+    bsv.add_argument("--model", default="smollm2-135m")
+    bsv.add_argument("--k", type=_positive_int, default=4)
+    bsv.add_argument("--requests", type=_positive_int, default=64)
+    bsv.add_argument("--clients", type=_positive_int, default=32)
+    bsv.add_argument("--max-tokens", type=_positive_int, default=16)
+    bsv.add_argument("--max-batch", type=_positive_int, default=8)
+    bsv.add_argument("--out", required=True, help="JSON file for the raw results")
+    bsv.set_defaults(func=cmd_bench_serve)
+
+    for p in (data, tree, tr, pre, ev, gen, exp, srv, bench, *bench_parsers, bs, bts, bsv):
         p.add_argument("--config", default=None, help="JSON file of option values")
     return parser
 
@@ -634,6 +648,36 @@ def cmd_bench_train_speed(args: argparse.Namespace) -> int:
         },
     )
     print(format_table(rows, [(c, c) for c in rows[0]]))
+    return 0
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    """Throughput of ktm serve, one client vs many, on tree prompts; writes JSON."""
+    import random
+
+    import torch
+
+    from .bench.serve_load import serve_load_benchmark
+    from .config import KTMConfig
+    from .io_utils import write_json_atomic
+    from .model import KTMModel, checkpoint_folder
+    from .tasks.tree import STAGES, random_tree, tree_prompt
+
+    if args.checkpoint:
+        model = KTMModel.from_pretrained(checkpoint_folder(args.checkpoint))
+    else:
+        torch.manual_seed(0)
+        model = KTMModel.from_base(args.model, KTMConfig(k=args.k))
+    rng = random.Random(0)
+    prompts = []
+    for _ in range(args.requests):
+        tree = random_tree(STAGES["medium"], rng)
+        prompts.append(tree_prompt(tree.render(), tree.names[0], tree.names[-1]))
+    result = serve_load_benchmark(model, prompts, args.clients, args.max_tokens, args.max_batch)
+    result.update({"command": "ktm " + " ".join(sys.argv[1:]), "machine": _machine(),
+                   "k": model.k, "max_tokens": args.max_tokens})  # fmt: skip
+    write_json_atomic(args.out, result)
+    print(json.dumps({k: result[k] for k in ("sequential", "concurrent", "batching_gain")}))
     return 0
 
 
