@@ -104,3 +104,17 @@ def test_bench_pretrained_arm_starts_from_init_and_others_fresh(
     assert kinds["k4-pre"] == "merge-pretrained"
     no_init = [a for a in args if a not in ("--init-from", str(pretrained))]
     assert main([*no_init[:-3], "--out", str(tmp_path / "c")]) == 2
+
+
+def test_init_from_a_training_checkpoint_of_the_run(pretrained, tiny_model_dir):
+    step = sorted((pretrained / "checkpoints").glob("step-*"))[-1]
+    from_ckpt = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
+    from_ckpt.init_from(step)
+    from_model = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
+    from_model.init_from(pretrained)
+    prompts = ["the quick brown fox jumps over the lazy dog"]
+    assert torch.allclose(
+        from_ckpt.next_token_logits(prompts), from_model.next_token_logits(prompts)
+    )
+    with pytest.raises(KTMError, match="k=4"):
+        KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=2)).init_from(step)

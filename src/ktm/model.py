@@ -528,26 +528,24 @@ class KTMModel(nn.Module):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from .training.checkpoint import WEIGHTS, load_trainable
+
+        path = Path(path)
+        if (path / WEIGHTS).is_file():  # a training checkpoint: run/checkpoints/step-N
+            run_config = path.parent.parent / "config.json"
+            if not run_config.is_file():
+                raise KTMError(f"checkpoint {path} has no run config at {run_config}")
+            other = KTMConfig.from_dict(read_json(run_config, "run config")["ktm"])
+            self._check_same_shape(path, other)
+            load_trainable(path, self)
+            return
         path = checkpoint_folder(path)
         meta = read_json(path / CONFIG_NAME, "ktm config")
         _check_base(
             path, meta.get("base_model_info", {}), _base_info(self.causal_lm), self.base_model
         )
         other = KTMConfig.from_dict(meta["config"])
-        for key in (
-            "k",
-            "merger",
-            "hidden_factor",
-            "merger_norm",
-            "lora_r",
-            "lora_targets",
-            "lora_lm_head",
-        ):
-            if getattr(other, key) != getattr(self.config, key):
-                raise KTMError(
-                    f"{path} was trained with {key}={getattr(other, key)!r} but this model has "
-                    f"{key}={getattr(self.config, key)!r}; use a matching checkpoint or options"
-                )
+        self._check_same_shape(path, other)
         _load_merger(self.merger, path / MERGER_NAME)
         if self.config.lora_r > 0:
             from peft import set_peft_model_state_dict
@@ -561,6 +559,23 @@ class KTMModel(nn.Module):
             if result.unexpected_keys:
                 raise KTMError(
                     f"adapter {file} does not fit this model: {result.unexpected_keys[:2]}"
+                )
+
+    def _check_same_shape(self, path: Path, other: KTMConfig) -> None:
+        """``other`` (a saved model's config) must have this model's K, merger and LoRA shape."""
+        for key in (
+            "k",
+            "merger",
+            "hidden_factor",
+            "merger_norm",
+            "lora_r",
+            "lora_targets",
+            "lora_lm_head",
+        ):
+            if getattr(other, key) != getattr(self.config, key):
+                raise KTMError(
+                    f"{path} was trained with {key}={getattr(other, key)!r} but this model has "
+                    f"{key}={getattr(self.config, key)!r}; use a matching checkpoint or options"
                 )
 
     @classmethod
