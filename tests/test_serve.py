@@ -149,3 +149,71 @@ def test_bench_serve_writes_results(tiny_model_dir, tmp_path):
     result = json.loads(out.read_text())
     assert result["sequential"]["errors"] == result["concurrent"]["errors"] == 0
     assert result["concurrent"]["requests"] == 8 and result["batching_gain"] > 0
+
+
+def test_200_concurrent_connections_and_disconnecting_clients(server):
+    import http.client
+
+    _, _, url = server
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"model": "tiny", "prompt": PROMPTS[2], "max_tokens": 2, "temperature": 0})
+    headers = {"Authorization": "Bearer secret", "Content-Type": "application/json"}
+
+    def once(_):
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        try:
+            conn.request("POST", "/v1/completions", body, headers)
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())["choices"][0]["text"]
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(200) as pool:
+        results = list(pool.map(once, range(200)))
+    assert {s for s, _ in results} == {200} and len({t for _, t in results}) == 1
+
+    # Clients that hang up mid-stream must not hurt the server or the others.
+    stream_body = json.dumps({"model": "tiny", "prompt": PROMPTS[3], "max_tokens": 30,
+                              "temperature": 0, "stream": True})  # fmt: skip
+    for _ in range(20):
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        conn.request("POST", "/v1/completions", stream_body, headers)
+        r = conn.getresponse()
+        assert r.status == 200
+        r.fp.readline()  # the first event, then hang up
+        conn.sock.close()
+        conn.close()
+    assert once(0) == results[0]
+
+
+def test_huge_body_and_wrong_types(server):
+    _, _, url = server
+
+    def post(data: bytes):
+        req = urllib.request.Request(
+            url + "/v1/completions", data=data, method="POST",
+            headers={"Authorization": "Bearer secret", "Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(req) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            assert "error" in json.loads(e.read())
+            return e.code
+
+    import http.client
+
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("POST", "/v1/completions")
+    for k, v in (("Authorization", "Bearer secret"), ("Content-Type", "application/json"),
+                 ("Content-Length", "5000000")):  # fmt: skip
+        conn.putheader(k, v)
+    conn.endheaders()  # the server answers before reading a 5 MB body
+    r = conn.getresponse()
+    assert r.status == 413 and "error" in json.loads(r.read())
+    conn.close()
+    assert post(json.dumps({"prompt": ["a", "list"], "max_tokens": 2}).encode()) == 400
+    assert post(json.dumps({"prompt": "hi", "max_tokens": "many"}).encode()) == 400
+    assert post(json.dumps({"prompt": "hi", "stream": "yes please"}).encode()) == 400
+    assert post(json.dumps({"prompt": "hi", "max_tokens": 1}).encode()) == 200
