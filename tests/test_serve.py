@@ -145,8 +145,11 @@ def test_bench_serve_writes_results(tiny_model_dir, tmp_path):
 
     out = tmp_path / "load.json"
     assert main(["bench", "serve", "--model", str(tiny_model_dir), "--requests", "8",
-                 "--clients", "4", "--max-tokens", "2", "--out", str(out)]) == 0  # fmt: skip
+                 "--clients", "4", "--max-tokens", "2", "--soak-seconds", "2",
+                 "--out", str(out)]) == 0  # fmt: skip
     result = json.loads(out.read_text())
+    soak = result["soak"]
+    assert soak["requests"] > 0 and soak["errors"] == 0 and soak["rss_end_mib"] > 0
     assert result["sequential"]["errors"] == result["concurrent"]["errors"] == 0
     assert result["concurrent"]["requests"] == 8 and result["batching_gain"] > 0
 

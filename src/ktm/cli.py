@@ -445,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     bsv.add_argument("--clients", type=_positive_int, default=32)
     bsv.add_argument("--max-tokens", type=_positive_int, default=16)
     bsv.add_argument("--max-batch", type=_positive_int, default=8)
+    bsv.add_argument(
+        "--soak-seconds", type=float, default=0.0, help="then a steady load this long (memory)"
+    )
     bsv.add_argument("--out", required=True, help="JSON file for the raw results")
     bsv.set_defaults(func=cmd_bench_serve)
 
@@ -673,11 +676,14 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
     for _ in range(args.requests):
         tree = random_tree(STAGES["medium"], rng)
         prompts.append(tree_prompt(tree.render(), tree.names[0], tree.names[-1]))
-    result = serve_load_benchmark(model, prompts, args.clients, args.max_tokens, args.max_batch)
+    result = serve_load_benchmark(
+        model, prompts, args.clients, args.max_tokens, args.max_batch, args.soak_seconds
+    )
     result.update({"command": "ktm " + " ".join(sys.argv[1:]), "machine": _machine(),
                    "k": model.k, "max_tokens": args.max_tokens})  # fmt: skip
     write_json_atomic(args.out, result)
-    print(json.dumps({k: result[k] for k in ("sequential", "concurrent", "batching_gain")}))
+    keys = ("sequential", "concurrent", "batching_gain", "soak")
+    print(json.dumps({k: result[k] for k in keys if k in result}))
     return 0
 
 

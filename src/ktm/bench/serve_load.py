@@ -55,14 +55,55 @@ def _phase(url: str, bodies: list[dict], clients: int) -> dict:
     }
 
 
+def rss_mib() -> float:
+    """Current resident memory of this process (MiB; Linux /proc, else the peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    from .speed import peak_rss_mib
+
+    return peak_rss_mib()
+
+
+def _soak(url: str, bodies: list[dict], clients: int, seconds: float) -> dict:
+    """``clients`` clients send requests back to back for ``seconds``; memory at both ends."""
+    stop = time.monotonic() + seconds
+    start_rss = rss_mib()
+    counts = {"requests": 0, "errors": 0}
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        j = i
+        while time.monotonic() < stop:
+            _, ok = _post(url, bodies[j % len(bodies)])
+            j += clients
+            with lock:
+                counts["requests"] += 1
+                counts["errors"] += not ok
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"seconds": seconds, "clients": clients, **counts, "rss_start_mib": start_rss,
+            "rss_end_mib": rss_mib()}  # fmt: skip
+
+
 def serve_load_benchmark(
     model: KTMModel,
     prompts: list[str],
     clients: int = 32,
     max_tokens: int = 16,
     max_batch: int = 8,
+    soak_seconds: float = 0.0,
 ) -> dict:
-    """Sequential vs ``clients`` concurrent clients, greedy completions of ``prompts``."""
+    """Sequential vs ``clients`` concurrent clients, greedy completions of ``prompts``; then,
+    with ``soak_seconds``, a steady load for that long with memory measured at both ends."""
     import uvicorn
 
     cfg = ServeConfig(model_name="bench", max_batch=max_batch)
@@ -79,6 +120,7 @@ def serve_load_benchmark(
         _post(url, bodies[0])  # warm-up
         sequential = _phase(url, bodies, 1)
         concurrent = _phase(url, bodies, clients)
+        soak = _soak(url, bodies, clients, soak_seconds) if soak_seconds > 0 else None
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -87,4 +129,5 @@ def serve_load_benchmark(
         "concurrent": concurrent,
         "batching_gain": round(concurrent["requests_per_s"] / sequential["requests_per_s"], 3),
         "batches_run": app.state.batcher.batches,
+        **({"soak": soak} if soak else {}),
     }
