@@ -1,7 +1,6 @@
 """`ktm serve` on loopback, driven by the official `openai` client."""
 
 import json
-import socket
 import threading
 import time
 import urllib.request
@@ -12,15 +11,10 @@ import pytest
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
+from ktm.bench.serve_load import _free_port  # noqa: E402
 from ktm.serve.app import ServeConfig, create_app  # noqa: E402
 
 PROMPTS = [f"Tree: +A{c}\n++B{c}, Parent: A{c}, Answer: " for c in "ABCDEFGH"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

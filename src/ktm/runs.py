@@ -38,6 +38,22 @@ def _run_dict(cfg) -> dict:
     return d
 
 
+def _run_from_dict(cls, d: dict, **parts: type):
+    """A run config from its ``config.json`` dict: ``model``, ``ktm``, ``train`` and the
+    nested dataclasses named in ``parts`` are rebuilt, the rest passed as they are."""
+    d = dict(d)
+    nested = {
+        name: dataclass_from_dict(t, d.pop(name), f"{name} config") for name, t in parts.items()
+    }
+    return cls(
+        model=d.pop("model"),
+        ktm=KTMConfig.from_dict(d.pop("ktm")),
+        train=dataclass_from_dict(TrainConfig, d.pop("train"), "train config"),
+        **nested,
+        **d,
+    )
+
+
 @dataclass
 class DataConfig:
     """Where a run's examples come from.
@@ -167,14 +183,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        d = dict(d)
-        return cls(
-            model=d.pop("model"),
-            ktm=KTMConfig.from_dict(d.pop("ktm")),
-            train=dataclass_from_dict(TrainConfig, d.pop("train"), "train config"),
-            data=dataclass_from_dict(DataConfig, d.pop("data"), "data config"),
-            **d,
-        )
+        return _run_from_dict(cls, d, data=DataConfig)
 
 
 def load_teacher(path: str, student: KTMModel, dtype) -> KTMModel:
@@ -350,13 +359,7 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PretrainConfig":
-        d = dict(d)
-        return cls(
-            model=d.pop("model"),
-            ktm=KTMConfig.from_dict(d.pop("ktm")),
-            train=dataclass_from_dict(TrainConfig, d.pop("train"), "train config"),
-            **d,
-        )
+        return _run_from_dict(cls, d)
 
 
 def _check_run_dir(out: Path, config, resume: bool) -> None:
