@@ -1,6 +1,7 @@
 """Benchmarks run on the tiny model (they measure; these tests only check they work)."""
 
 import json
+import time
 
 import pytest
 
@@ -55,6 +56,7 @@ def test_speed_benchmarks_write_json(tiny_model_dir, tmp_path):
     assert k1["kv_cache_bytes"] == 4 * k4["kv_cache_bytes"] > 0
     assert k4["flops_ratio_vs_k1"] > 1.0 and k1["flops_ratio_vs_k1"] == 1.0
     assert k1["decode_tokens_per_s"] > 0 and k4["decode_vs_k1"] > 0
+    assert k1["prefill_peak_mib"] >= 0 and k4["prefill_peak_mib"] >= 0
     out = tmp_path / "t.json"
     assert main(["bench", "train-speed", "--model", str(tiny_model_dir), "--k", "1,2",
                  "--steps", "1", "--batch-size", "2", "--out", str(out)]) == 0  # fmt: skip
@@ -138,3 +140,25 @@ def test_pareto_front():
     pts = [(0.25, 0.9), (0.5, 0.8), (0.5, 0.95), (1.0, 0.99), (0.3, 0.5)]
     assert pareto_front(pts, higher_better=True) == [0, 2, 3]
     assert pareto_front([(0.25, 5.0), (0.5, 3.0), (1.0, 4.0)], higher_better=False) == [0, 1]
+
+
+def test_peak_memory_sees_a_transient_allocation():
+    import torch
+
+    from ktm.bench.speed import PeakMemory, current_rss_bytes
+
+    if current_rss_bytes() is None:
+        pytest.skip("no /proc on this platform")
+    with PeakMemory() as mem:
+        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched, then freed
+        x += 1
+        time.sleep(0.05)
+        del x
+    assert mem.peak_bytes is not None and mem.peak_bytes > 48 * 2**20
+
+
+def test_speed_refuses_lengths_beyond_the_context(tiny_model_dir, tmp_path, capsys):
+    code = main(["bench", "speed", "--model", str(tiny_model_dir), "--k", "1", "--lengths",
+                 "100000", "--repeats", "1", "--out", str(tmp_path / "s.json")])  # fmt: skip
+    assert code == 2
+    assert "exceeds the model's context" in capsys.readouterr().err

@@ -580,24 +580,31 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         dtype=getattr(torch, args.dtype),
         merger_hidden_factor=args.merger_hidden_factor,
     )
+    def save(rows: list[dict]) -> None:  # after every cell: a long grid keeps what it measured
+        write_json_atomic(
+            args.out,
+            {
+                "command": "ktm " + " ".join(sys.argv[1:]),
+                "model": args.model,
+                "dtype": args.dtype,
+                "merger_hidden_factor": args.merger_hidden_factor,
+                "repeats": args.repeats,
+                "decode_steps": args.decode_steps,
+                "machine": _machine(),
+                "peak_rss_mib": peak_rss_mib(),
+                "rows": rows,
+            },
+        )
+        last = rows[-1]
+        print(f"ktm: measured {last['tokens']} tokens, batch {last['batch']}", file=sys.stderr)
+
     rows = prefill_benchmark(
         arms,
         _int_list(args.lengths, "--lengths"),
         _int_list(args.batch_sizes, "--batch-sizes"),
         args.repeats,
         decode_steps=args.decode_steps,
-    )
-    write_json_atomic(
-        args.out,
-        {
-            "command": "ktm " + " ".join(sys.argv[1:]),
-            "model": args.model,
-            "dtype": args.dtype,
-            "merger_hidden_factor": args.merger_hidden_factor,
-            "machine": _machine(),
-            "peak_rss_mib": peak_rss_mib(),
-            "rows": rows,
-        },
+        on_cell=save,
     )
     plot_speed(rows, Path(args.out).with_suffix(".png"))
     cols = [
@@ -614,6 +621,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
             "decode_tokens_per_s",
             "decode_vs_k1",
             "kv_cache_mib",
+            "prefill_peak_mib",
         )
     ]
     print(format_table(rows, cols))

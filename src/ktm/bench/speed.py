@@ -9,12 +9,15 @@ machine noise hits all arms alike; medians are reported, with ratios against K =
 from __future__ import annotations
 
 import statistics
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from ..config import KTMConfig
+from ..errors import KTMError
 from ..model import KTMModel
 from ..tasks.tree import STAGES, random_tree
 
@@ -27,6 +30,52 @@ def filler_ids(model: KTMModel, length: int, seed: int = 0) -> list[int]:
     while len(ids) < length:
         ids += model.tokenize([random_tree(STAGES["x3large"], rng).render()])[0]
     return ids[:length]
+
+
+def current_rss_bytes() -> int | None:
+    """Resident memory of this process now (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Peak resident memory above the level at entry, sampled every ``interval`` seconds by a
+    background thread while the block runs (``peak_bytes``; ``None`` where RSS is unknown).
+
+    Activations are freed as soon as a forward pass ends, so the process-wide peak (which never
+    goes down) cannot tell one arm's need from another's; sampling can.
+    """
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval = interval
+        self.peak_bytes: int | None = None
+
+    def __enter__(self) -> PeakMemory:
+        self._start = current_rss_bytes()
+        self._peak = self._start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            now = current_rss_bytes()
+            if now is not None and self._peak is not None:
+                self._peak = max(self._peak, now)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        now = current_rss_bytes()
+        if self._start is not None and now is not None:
+            self.peak_bytes = max(self._peak, now) - self._start
 
 
 @dataclass
@@ -120,25 +169,39 @@ def prefill_benchmark(
     repeats: int = 5,
     warmup: int = 1,
     decode_steps: int = 16,
+    on_cell: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
-    """TTFT, prefill, merger share, decode speed and KV-cache size per (length, batch, K),
-    repeats interleaved across K; ratios against the smallest K (normally 1)."""
+    """TTFT, prefill, merger share, decode speed, KV-cache size and the prefill's peak memory
+    per (length, batch, K), repeats interleaved across K; ratios against the smallest K
+    (normally 1). ``on_cell(rows_so_far)`` runs after each (length, batch) cell, so a long
+    grid can save as it goes."""
     rows = []
     any_model = next(iter(arms.values()))
+    context, k_min = any_model.max_positions, min(arms)
+    for length in lengths:
+        if context is not None and -(-length // k_min) + decode_steps > context:
+            raise KTMError(
+                f"prompt length {length} at K = {k_min} + {decode_steps} decode steps exceeds "
+                f"the model's context of {context} positions; use shorter --lengths"
+            )
     for length in lengths:
         ids = filler_ids(any_model, length)
         for bs in batch_sizes:
             prompts = [ids] * bs
             times: dict[int, list[PrefillTiming]] = {k: [] for k in arms}
             decode: dict[int, list[float]] = {k: [] for k in arms}
+            peak: dict[int, list[int]] = {k: [] for k in arms}
             kv: dict[int, int] = {}
             for r in range(warmup + repeats):
                 for k, model in arms.items():  # interleaved
-                    t = time_first_token(model, prompts)
+                    with PeakMemory() as mem:
+                        t = time_first_token(model, prompts)
                     step_s, kv[k] = time_decode(model, prompts, decode_steps)
                     if r >= warmup:
                         times[k].append(t)
                         decode[k].append(step_s)
+                        if mem.peak_bytes is not None:
+                            peak[k].append(mem.peak_bytes)
             ref = min(arms)
             base_ttft = statistics.median(t.ttft_s for t in times[ref])
             base_decode = statistics.median(decode[ref])
@@ -163,8 +226,13 @@ def prefill_benchmark(
                         "decode_vs_k1": round(base_decode / step_s, 3),
                         "kv_cache_bytes": kv[k],
                         "kv_cache_mib": round(kv[k] / 2**20, 3),
+                        "prefill_peak_mib": (
+                            round(max(peak[k]) / 2**20, 1) if peak[k] else None
+                        ),
                     }
                 )
+            if on_cell is not None:
+                on_cell(rows)
     return rows
 
 
