@@ -580,6 +580,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         dtype=getattr(torch, args.dtype),
         merger_hidden_factor=args.merger_hidden_factor,
     )
+
     def save(rows: list[dict]) -> None:  # after every cell: a long grid keeps what it measured
         write_json_atomic(
             args.out,

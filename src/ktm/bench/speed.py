@@ -226,9 +226,7 @@ def prefill_benchmark(
                         "decode_vs_k1": round(base_decode / step_s, 3),
                         "kv_cache_bytes": kv[k],
                         "kv_cache_mib": round(kv[k] / 2**20, 3),
-                        "prefill_peak_mib": (
-                            round(max(peak[k]) / 2**20, 1) if peak[k] else None
-                        ),
+                        "prefill_peak_mib": (round(max(peak[k]) / 2**20, 1) if peak[k] else None),
                     }
                 )
             if on_cell is not None:
