@@ -144,6 +144,7 @@ def test_bench_serve_writes_results(tiny_model_dir, tmp_path):
     result = json.loads(out.read_text())
     soak = result["soak"]
     assert soak["requests"] > 0 and soak["errors"] == 0 and soak["rss_end_mib"] > 0
+    assert len(soak["rss_timeline_mib"]) >= 2 and soak["rss_timeline_mib"][0][0] == 0.0
     assert result["sequential"]["errors"] == result["concurrent"]["errors"] == 0
     assert result["concurrent"]["requests"] == 8 and result["batching_gain"] > 0
 

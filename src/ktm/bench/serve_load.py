@@ -88,10 +88,15 @@ def _soak(url: str, bodies: list[dict], clients: int, seconds: float) -> dict:
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
+    timeline = [(0.0, start_rss)]  # memory every ~10% of the soak, to show it stays flat
+    begin = time.monotonic()
+    while any(t.is_alive() for t in threads):
+        time.sleep(min(seconds / 10, 60.0))
+        timeline.append((round(time.monotonic() - begin, 1), rss_mib()))
     for t in threads:
         t.join()
     return {"seconds": seconds, "clients": clients, **counts, "rss_start_mib": start_rss,
-            "rss_end_mib": rss_mib()}  # fmt: skip
+            "rss_end_mib": rss_mib(), "rss_timeline_mib": timeline}  # fmt: skip
 
 
 def serve_load_benchmark(
