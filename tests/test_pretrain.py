@@ -118,3 +118,28 @@ def test_init_from_a_training_checkpoint_of_the_run(pretrained, tiny_model_dir):
     )
     with pytest.raises(KTMError, match="k=4"):
         KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=2)).init_from(step)
+
+
+def test_pretrain_on_a_tasks_training_prompts(tiny_model_dir, tmp_path, capsys):
+    """``--task`` reads the task's training prompts as the text; the data options round-trip
+    through config.json, so the run resumes; neither or both text sources is refused."""
+    from ktm.runs import PretrainConfig
+
+    out = tmp_path / "run"
+    args = ["pretrain", "--model", str(tiny_model_dir), "--task", "tree", "--train-trees", "40",
+            "--k", "4", "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "4",
+            "--batch-size", "4", "--lr", "1e-2", "--eval-every", "2", "--no-progress"]  # fmt: skip
+    assert main(args + ["--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["data"]["task"] == "tree" and saved["data"]["train_trees"] == 40
+    assert PretrainConfig.from_dict(saved).to_dict() == saved
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["chunks"] > 20  # 40 small trees' prompts hold well over 20 chunks of 16
+    assert main(args + ["--out", str(out), "--resume"]) == 0
+    capsys.readouterr()
+    (tmp_path / "x.txt").write_text(TEXT)
+    assert main(args + ["--text", str(tmp_path / "x.txt"), "--out", str(tmp_path / "b")]) == 2
+    assert "one of the two" in capsys.readouterr().err
+    no_source = [a for a in args if a not in ("--task", "tree")]
+    assert main(no_source + ["--out", str(tmp_path / "c")]) == 2
+    assert "one of the two" in capsys.readouterr().err

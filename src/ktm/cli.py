@@ -309,9 +309,16 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument(
         "--text",
         action="append",
-        required=True,
-        help="a .txt file (paragraphs) or .jsonl file (repeatable)",
+        default=[],
+        help="a .txt file (paragraphs) or .jsonl file (repeatable); or use --task",
     )
+    pre.add_argument(
+        "--task",
+        default=None,
+        help="instead of --text: the training prompts of this task (labels unused), read "
+        "with the data options below",
+    )
+    _add_data_options(pre, for_training=False, with_task=False)
     pre.add_argument("--text-field", default="text", help="JSONL field holding the text")
     pre.add_argument("--chunk-tokens", type=_positive_int, default=64, help="tokens per chunk")
     pre.add_argument("--max-chunks", type=_positive_int, default=20000)
@@ -708,6 +715,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         texts=args.text,
         ktm=_pick(KTMConfig, args, lora_lm_head=not args.no_lora_lm_head),
         train=_pick(TrainConfig, args),
+        data=_data_config(args) if args.task else None,
     )
     result = run_pretraining(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     from .distributed import process_state

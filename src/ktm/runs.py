@@ -335,21 +335,26 @@ def run_training(
 
 @dataclass
 class PretrainConfig:
-    """Task-agnostic merger pre-training (see :mod:`ktm.pretrain`)."""
+    """Merger pre-training by reconstruction (see :mod:`ktm.pretrain`).
+
+    The text comes from ``texts`` (plain-text or JSONL files) or, with ``data``, from a task's
+    training prompts (labels unused): the prompts a task run will compress.
+    """
 
     model: str
     ktm: KTMConfig
     train: TrainConfig
-    texts: list[str]
+    texts: list[str] = dataclasses.field(default_factory=list)
     text_field: str = "text"
     chunk_tokens: int = 64
     max_chunks: int = 20000
     holdout_chunks: int = 64
     dtype: str = "float32"
+    data: DataConfig | None = None
 
     def __post_init__(self) -> None:
-        if not self.texts:
-            raise KTMError("give at least one text file (--text)")
+        if bool(self.texts) == (self.data is not None):
+            raise KTMError("give text files (--text) or a task (--task), one of the two")
         _check_dtype(self.dtype)
         if self.max_chunks <= self.holdout_chunks:
             raise KTMError("max_chunks must exceed holdout_chunks")
@@ -359,7 +364,9 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PretrainConfig":
-        return _run_from_dict(cls, d)
+        if d.get("data") is None:
+            return _run_from_dict(cls, {k: v for k, v in d.items() if k != "data"})
+        return _run_from_dict(cls, d, data=DataConfig)
 
 
 def _check_run_dir(out: Path, config, resume: bool) -> None:
@@ -419,10 +426,13 @@ def run_pretraining(
     from .pretrain import read_texts, reconstruction_examples, text_chunks
 
     out = Path(output_dir)
-    texts = read_texts(cfg.texts, cfg.text_field)
+    texts = read_texts(cfg.texts, cfg.text_field) if cfg.texts else []
     _check_run_dir(out, cfg, resume)
     torch.manual_seed(cfg.train.seed)
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
+    if cfg.data is not None:  # the task's training prompts (suffixes included), labels unused
+        stages, _ = load_stages(cfg.data, model.tokenizer)
+        texts = [e.prompt + (e.suffix or "") for stage in stages for e in stage.train]
     chunks = text_chunks(model.tokenizer, texts, cfg.chunk_tokens, cfg.max_chunks)
     if len(chunks) <= cfg.holdout_chunks:
         raise KTMError(f"only {len(chunks)} chunks of text; need more than {cfg.holdout_chunks}")
