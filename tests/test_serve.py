@@ -215,3 +215,19 @@ def test_huge_body_and_wrong_types(server):
     assert post(json.dumps({"prompt": "hi", "max_tokens": "many"}).encode()) == 400
     assert post(json.dumps({"prompt": "hi", "stream": "yes please"}).encode()) == 400
     assert post(json.dumps({"prompt": "hi", "max_tokens": 1}).encode()) == 200
+
+
+def test_no_request_field_loads_a_model_or_reads_a_path(server, tiny_model_dir):
+    """The served model is fixed at start: a path (even to a real model) in ``model`` is an
+    unknown model (404), and fields that name files are ignored, not opened."""
+    model, app, url = server
+    client = _client(url)
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model=str(tiny_model_dir), prompt=PROMPTS[0], max_tokens=2)
+    plain = client.completions.create(model="tiny", prompt=PROMPTS[0], max_tokens=3, temperature=0)
+    extras = {"lora_path": str(tiny_model_dir), "adapter": "/etc/passwd",
+              "prompt_embeds": "/etc/passwd", "checkpoint": str(tiny_model_dir)}  # fmt: skip
+    tricked = client.completions.create(model="tiny", prompt=PROMPTS[0], max_tokens=3,
+                                        temperature=0, extra_body=extras)  # fmt: skip
+    assert tricked.choices[0].text == plain.choices[0].text
+    assert app.state.batcher.model is model  # still the one model it started with
