@@ -24,14 +24,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"ktm: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -172,6 +180,20 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
         "--init-from",
         default=None,
         help="start from the merger + LoRA of a saved model (e.g. from `ktm pretrain`)",
+    )
+    p.add_argument(
+        "--pretrain-steps",
+        type=_non_negative_int,
+        default=None,
+        help="reconstruction pre-training steps on the task's training prompts before the task "
+        "(default: as many as --steps when K > 1 with the MLP merger and no --init-from; "
+        "0 skips it)",
+    )
+    p.add_argument(
+        "--pretrain-chunk-tokens",
+        type=_positive_int,
+        default=32,
+        help="tokens per pre-training chunk",
     )
 
 
@@ -733,10 +755,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .tasks import get_task
 
     cfg = _run_config(args)
-    if cfg.ktm.k > 1 and cfg.ktm.merger == "mlp" and not cfg.init_from and not args.resume:
+    if cfg.pretraining_applies and cfg.pretrain_steps == 0 and not args.resume:
         print(
-            "ktm: note: a fresh merger learns slowly at K > 1; pre-train one with `ktm pretrain` "
-            "and pass --init-from (docs/training.md)",
+            "ktm: note: a fresh merger learns slowly at K > 1; without --pretrain-steps 0 the "
+            "run pre-trains it first (docs/training.md)",
             file=sys.stderr,
         )
     result = run_training(cfg, args.out, resume=args.resume, progress=not args.no_progress)

@@ -17,6 +17,10 @@ from .model import RECONSTRUCT_MARKER
 from .training.data import Example
 
 
+class NotEnoughText(KTMError):
+    """Too little text to cut into reconstruction chunks."""
+
+
 def read_texts(paths: Sequence[str | Path], field: str = "text") -> list[str]:
     """Texts from ``.txt`` files (blank-line separated paragraphs) or JSONL (``field``)."""
     texts: list[str] = []
@@ -61,7 +65,7 @@ def text_chunks(tokenizer, texts: Sequence[str], chunk_tokens: int, max_chunks: 
         if len(chunks) >= max_chunks:
             break
     if not chunks:
-        raise KTMError(f"the texts hold fewer than {chunk_tokens} tokens")
+        raise NotEnoughText(f"the texts hold fewer than {chunk_tokens} tokens")
     return chunks
 
 

@@ -7,6 +7,7 @@ metrics to ``<out>/metrics.json``; ``resume`` continues an interrupted run in pl
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,9 +175,36 @@ class RunConfig:
     dtype: str = "float32"
     init_from: str | None = None
     teacher: str | None = None
+    pretrain_steps: int | None = None
+    pretrain_chunk_tokens: int = 32
 
     def __post_init__(self) -> None:
         _check_dtype(self.dtype)
+        steps = self.pretrain_steps
+        bad = isinstance(steps, bool) or not isinstance(steps, int) or steps < 0
+        if steps is not None and bad:
+            raise KTMError(f"pretrain_steps must be an integer >= 0, got {steps!r}")
+        if steps and not self.pretraining_applies:
+            raise KTMError(
+                "pretrain_steps needs K > 1 with the MLP merger and no init_from or reduction "
+                "(nothing else has a merger to pre-train); leave it unset or 0"
+            )
+        if self.pretrain_chunk_tokens < 2:
+            raise KTMError(f"pretrain_chunk_tokens must be >= 2, got {self.pretrain_chunk_tokens}")
+
+    @property
+    def pretraining_applies(self) -> bool:
+        """Whether the run has a fresh MLP merger that pre-training would help."""
+        k = self.ktm
+        return k.k > 1 and k.merger == "mlp" and k.reduction is None and not self.init_from
+
+    @property
+    def resolved_pretrain_steps(self) -> int:
+        """Reconstruction pre-training steps before the task: ``pretrain_steps``, or when it is
+        unset (the default recipe) as many as the task's steps wherever pre-training applies."""
+        if self.pretrain_steps is None:
+            return self.train.steps if self.pretraining_applies else 0
+        return self.pretrain_steps
 
     def to_dict(self) -> dict:
         return _run_dict(self)
@@ -230,6 +258,57 @@ def load_stages(data: DataConfig, tokenizer=None) -> tuple[list[Stage], dict]:
     return stages, {}
 
 
+def _pretrain_phase(
+    cfg: RunConfig, model: KTMModel, out: Path, resume: bool, progress: bool
+) -> dict | None:
+    """The default recipe's first phase: reconstruction pre-training of merger + LoRA on the
+    task's training prompts, as a run of its own in ``<out>/pretrain`` (resumable), then
+    ``model`` starts from it. Returns what it did (``None`` when it does not apply)."""
+    steps = cfg.resolved_pretrain_steps
+    if steps == 0:
+        return None
+    folder = out / "pretrain"
+    if resume and not folder.exists() and (out / "checkpoints").exists():
+        return None  # a run past this phase; or written before ktm had it, so it never will
+    if not (folder / "metrics.json").is_file():
+        from .pretrain import NotEnoughText
+
+        train_cfg = dataclasses.replace(
+            cfg.train,
+            steps=steps,
+            reconstruction_weight=0.0,
+            reconstruction_max_tokens=None,
+            distill_blocks=False,
+        )
+        pre = PretrainConfig(
+            model=cfg.model,
+            ktm=cfg.ktm,
+            train=train_cfg,
+            data=cfg.data,
+            chunk_tokens=cfg.pretrain_chunk_tokens,
+            dtype=cfg.dtype,
+        )
+        if process_state().is_main_process:
+            print(
+                f"ktm: pre-training merger + LoRA on the task's prompts for {steps} steps "
+                f"first ({folder}; --pretrain-steps 0 skips)",
+                file=sys.stderr,
+            )
+        try:
+            again = (folder / "config.json").is_file()
+            run_pretraining(pre, folder, resume=again, progress=progress)
+        except NotEnoughText as e:
+            if cfg.pretrain_steps is not None:  # asked for explicitly: an error
+                raise
+            print(f"ktm: note: no pre-training ({e}); the merger starts fresh", file=sys.stderr)
+            return {"skipped": str(e)}
+    model.init_from(folder / "model")
+    done = read_json(folder / "metrics.json", "pre-training metrics")
+    last = done["evals"][-1] if done.get("evals") else {}
+    return {"steps": done["steps"], "chunks": done["chunks"],
+            "train_seconds": done["train_seconds"], **last}  # fmt: skip
+
+
 def _limited(rows: list[LabeledExample], limit: int | None) -> list[LabeledExample]:
     return rows if limit is None else rows[:limit]
 
@@ -255,6 +334,7 @@ def run_training(
         raise KTMError("several stages need curriculum training (--curriculum)")
     teacher = load_teacher(cfg.teacher, model, getattr(torch, cfg.dtype)) if cfg.teacher else None
     state = _write_run_config(out, cfg.to_dict())
+    pretrain_info = _pretrain_phase(cfg, model, out, resume, progress)
     cfg.train.progress = progress
     t0 = time.perf_counter()
     if cfg.curriculum:
@@ -324,6 +404,7 @@ def run_training(
         "train_seconds": round(step_seconds, 1),  # optimizer steps only, over all resumes
         "wall_seconds": round(wall_seconds, 1),  # this invocation, evaluations included
         "test": metrics,
+        **({"pretrain": pretrain_info} if pretrain_info else {}),
         **({"data": data_info} if data_info else {}),
         **train_info,
     }
@@ -423,7 +504,7 @@ def run_pretraining(
     """Pre-train merger + LoRA on reconstruction of plain text; writes ``<out>/model``."""
     import torch
 
-    from .pretrain import read_texts, reconstruction_examples, text_chunks
+    from .pretrain import NotEnoughText, read_texts, reconstruction_examples, text_chunks
 
     out = Path(output_dir)
     texts = read_texts(cfg.texts, cfg.text_field) if cfg.texts else []
@@ -434,12 +515,15 @@ def run_pretraining(
         stages, _ = load_stages(cfg.data, model.tokenizer)
         texts = [e.prompt + (e.suffix or "") for stage in stages for e in stage.train]
     chunks = text_chunks(model.tokenizer, texts, cfg.chunk_tokens, cfg.max_chunks)
-    if len(chunks) <= cfg.holdout_chunks:
-        raise KTMError(f"only {len(chunks)} chunks of text; need more than {cfg.holdout_chunks}")
+    if len(chunks) < 2:
+        raise NotEnoughText(
+            f"the text holds {len(chunks)} chunk of {cfg.chunk_tokens} tokens; need at least 2"
+        )
+    holdout = min(cfg.holdout_chunks, max(1, len(chunks) // 10))  # at most a tenth held out
     state = _write_run_config(out, cfg.to_dict())
     cfg.train.progress = progress
-    held = reconstruction_examples(chunks[: cfg.holdout_chunks])
-    examples = reconstruction_examples(chunks[cfg.holdout_chunks :])
+    held = reconstruction_examples(chunks[:holdout])
+    examples = reconstruction_examples(chunks[holdout:])
     result = train(
         model,
         examples,

@@ -1,11 +1,14 @@
 """Compare K values and same-budget baselines on one task: same data, steps and seed.
 
 Arms:
-    ``k<K>``         K-token merging (MLP merger); ``k1`` is the uncompressed LoRA reference;
+    ``k<K>``         K-token merging, ktm's recipe: the MLP merger + LoRA pre-trained on the
+                     task's prompts (``--pretrain-steps``), then trained on the task;
+                     ``k1`` is the uncompressed LoRA reference;
+    ``k<K>-fresh``   MLP merger trained on the task alone, from the mean-pooling init;
     ``k<K>-mean``    block-mean merger + LoRA;
-    ``k<K>-random``  MLP merger with the paper's random init;
+    ``k<K>-random``  the paper's recipe: MLP merger with its random init, task alone;
     ``k<K>-pre``     MLP merger + LoRA started from ``--init-from`` (e.g. ``ktm pretrain``);
-                     the other arms start fresh;
+                     the other arms do not use it;
     ``first<K>``, ``last<K>``, ``prune<K>``
                      keep ⌈T/K⌉ prompt tokens (the start, the end, or the most informative by
                      the base model's self-information) + LoRA at K = 1 (:mod:`ktm.reduction`);
@@ -32,7 +35,7 @@ from ..report import format_table
 from ..runs import RunConfig, load_stages, run_training
 
 _ARM = re.compile(
-    r"^(?:k(\d+)(?:-(mean|random|pre))?|(first|last|prune)(\d+)|(zeroshot|majority))$"
+    r"^(?:k(\d+)(?:-(mean|random|pre|fresh))?|(first|last|prune)(\d+)|(zeroshot|majority))$"
 )
 
 CLASSIFICATION_COLUMNS = [
@@ -70,6 +73,7 @@ class Arm:
     reduction: str | None = None
     trained: bool = True  # zeroshot and majority train nothing
     pretrained: bool = False  # starts from the bench's --init-from
+    fresh: bool = False  # no pre-training phase (the task alone)
 
     @property
     def kind(self) -> str:
@@ -84,7 +88,8 @@ def parse_arm(name: str) -> Arm:
     m = _ARM.match(name)
     if not m:
         raise KTMError(
-            f"bad arm {name!r}: use k<K>, k<K>-mean, k<K>-random, k<K>-pre, first<K>, last<K>, "
+            f"bad arm {name!r}: use k<K>, k<K>-fresh, k<K>-mean, k<K>-random, k<K>-pre, first<K>, "
+            "last<K>, "
             "prune<K>, zeroshot or majority (e.g. k4,k1,k4-mean,first4,prune4)"
         )
     k, variant, reduction, rk, fixed = m.groups()
@@ -101,6 +106,7 @@ def parse_arm(name: str) -> Arm:
         merger="mean" if variant == "mean" else "mlp",
         merger_init="random" if variant == "random" else None,
         pretrained=variant == "pre",
+        fresh=variant in ("fresh", "random"),
     )
 
 
@@ -118,7 +124,10 @@ def arm_config(base: RunConfig, name: str) -> RunConfig:
         reduction=arm.reduction,
         reduction_k=arm.budget_k if arm.reduction else 1,
     )
-    return dataclasses.replace(base, ktm=ktm, init_from=base.init_from if arm.pretrained else None)
+    init_from = base.init_from if arm.pretrained else None
+    applies = arm.k > 1 and arm.merger == "mlp" and not arm.reduction and not init_from
+    pretrain_steps = 0 if arm.fresh else (base.pretrain_steps if applies else None)
+    return dataclasses.replace(base, ktm=ktm, init_from=init_from, pretrain_steps=pretrain_steps)
 
 
 def _prefill_ms(model, examples, repeats: int = 3) -> float:
