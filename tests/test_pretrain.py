@@ -143,3 +143,68 @@ def test_pretrain_on_a_tasks_training_prompts(tiny_model_dir, tmp_path, capsys):
     no_source = [a for a in args if a not in ("--task", "tree")]
     assert main(no_source + ["--out", str(tmp_path / "c")]) == 2
     assert "one of the two" in capsys.readouterr().err
+
+
+def _tree_data(tmp_path):
+    data = tmp_path / "d"
+    assert main(["data", "tree", "--train-trees", "30", "--test-trees", "3", "--out",
+                 str(data)]) == 0  # fmt: skip
+    return data
+
+
+def test_default_recipe_pretrains_on_the_tasks_prompts_first(tiny_model_dir, tmp_path, capsys):
+    """K > 1 with a fresh MLP merger: ``ktm train`` pre-trains merger + LoRA on the task's
+    training prompts (as many steps as the task by default) in <run>/pretrain, then trains
+    the task from it; the unset option round-trips as unset; resume skips the finished phase."""
+    from ktm.runs import RunConfig
+
+    data, out = _tree_data(tmp_path), tmp_path / "run"
+    args = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
+            "--steps", "3", "--batch-size", "2", "--eval-every", "0", "--no-progress"]  # fmt: skip
+    assert main(args + ["--out", str(out)]) == 0
+    assert "pre-training merger + LoRA on the task's prompts for 3 steps" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pretrain"]["steps"] == 3 and metrics["pretrain"]["reconstruction_nll"] > 0
+    pre = json.loads((out / "pretrain" / "config.json").read_text())
+    assert pre["data"]["data_dir"] == str(data) and pre["chunk_tokens"] == 32
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["pretrain_steps"] is None and RunConfig.from_dict(saved).to_dict() == saved
+    # The task run started from the pre-trained merger, not from mean pooling (zero last layer).
+    trained = KTMModel.from_pretrained(out / "pretrain" / "model")
+    assert trained.merger.mlp[-1].weight.abs().sum() > 0
+    assert main(args + ["--out", str(out), "--resume"]) == 0
+    assert "pre-training" not in capsys.readouterr().err
+
+    fresh = tmp_path / "fresh"
+    assert main(args + ["--pretrain-steps", "0", "--out", str(fresh)]) == 0
+    assert not (fresh / "pretrain").exists()
+    assert "pretrain" not in json.loads((fresh / "metrics.json").read_text())
+
+
+def test_pretrain_steps_where_there_is_nothing_to_pretrain(tiny_model_dir, tmp_path, capsys):
+    data = _tree_data(tmp_path)
+    base = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--steps", "1",
+            "--batch-size", "2", "--no-progress"]  # fmt: skip
+    for extra in (["--k", "1"], ["--k", "4", "--merger", "mean"]):
+        assert main(base + extra + ["--pretrain-steps", "5", "--out", str(tmp_path / "x")]) == 2
+        assert "pretrain_steps needs K > 1" in capsys.readouterr().err
+    # Unset, it simply does not apply: K = 1 trains at once.
+    assert main(base + ["--k", "1", "--out", str(tmp_path / "k1")]) == 0
+    assert not (tmp_path / "k1" / "pretrain").exists()
+
+
+def test_too_little_text_skips_the_default_pretraining_but_not_an_explicit_one(
+    tiny_model_dir, tmp_path, capsys
+):
+    rows = tmp_path / "t.jsonl"
+    rows.write_text("".join(json.dumps({"q": f"is {w} big", "a": "yes" if i % 2 else "no"}) + "\n"
+                            for i, w in enumerate(["ants", "whales"])))  # fmt: skip
+    base = ["train", "--model", str(tiny_model_dir), "--task", "custom", "--train-file",
+            str(rows), "--test-file", str(rows), "--template", "{q}", "--answer-field", "a",
+            "--labels", "yes,no", "--k", "4", "--steps", "1", "--batch-size", "2",
+            "--no-progress"]  # fmt: skip
+    assert main(base + ["--out", str(tmp_path / "auto")]) == 0
+    assert "no pre-training" in capsys.readouterr().err
+    assert "skipped" in json.loads((tmp_path / "auto" / "metrics.json").read_text())["pretrain"]
+    assert main(base + ["--pretrain-steps", "2", "--out", str(tmp_path / "asked")]) == 2
+    assert "tokens" in capsys.readouterr().err
