@@ -27,8 +27,8 @@ def test_arm_names():
     assert arm_config(pre, "k4-pre").init_from == "pre/model"
     assert arm_config(pre, "k4").init_from is None
     # Pre-training on the task's prompts: the k<K> arms (ktm's recipe) only.
-    steps = {a: arm_config(pre, a).resolved_pretrain_steps
-             for a in ("k4", "k4-fresh", "k4-random", "k4-mean", "k4-pre", "k1", "first4")}  # fmt: skip
+    arms = ("k4", "k4-fresh", "k4-random", "k4-mean", "k4-pre", "k1", "first4")
+    steps = {a: arm_config(pre, a).resolved_pretrain_steps for a in arms}
     assert steps == {"k4": 300, "k4-fresh": 0, "k4-random": 0, "k4-mean": 0, "k4-pre": 0,
                      "k1": 0, "first4": 0}  # fmt: skip
     explicit = RunConfig("m", KTMConfig(), TrainConfig(), DataConfig(), pretrain_steps=50)
