@@ -82,6 +82,7 @@ class PeakMemory:
 class PrefillTiming:
     merge_s: float
     prefill_s: float
+    state: tuple | None = None  # (batch, hidden, cache) when kept for decoding
 
     @property
     def ttft_s(self) -> float:
@@ -90,18 +91,21 @@ class PrefillTiming:
 
 @torch.inference_mode()
 def time_first_token(
-    model: KTMModel, prompt_ids: list[list[int]], suffix_ids: list[list[int]] | None = None
+    model: KTMModel,
+    prompt_ids: list[list[int]],
+    suffix_ids: list[list[int]] | None = None,
+    keep: bool = False,
 ) -> PrefillTiming:
     """Compress (embed + merge, or a token reduction), run the decoder with a cache, pick the
-    first token."""
+    first token. ``keep`` returns the prefilled state so decoding can go on from it."""
     model.eval()
     t0 = time.perf_counter()
     batch = model.compress_ids(prompt_ids, suffix_ids)
     t1 = time.perf_counter()
-    hidden, _ = model.hidden_states(batch, use_cache=True)
+    hidden, cache = model.hidden_states(batch, use_cache=True)
     model.head(hidden[:, -1]).argmax(-1)
     t2 = time.perf_counter()
-    return PrefillTiming(t1 - t0, t2 - t1)
+    return PrefillTiming(t1 - t0, t2 - t1, (batch, hidden, cache) if keep else None)
 
 
 def cache_bytes(cache) -> int:
@@ -115,14 +119,22 @@ def cache_bytes(cache) -> int:
     return total
 
 
-@torch.no_grad()
-def time_decode(model: KTMModel, prompt_ids: list[list[int]], steps: int) -> tuple[float, int]:
-    """(seconds per decode step after the prefill, KV-cache bytes after the prefill)."""
+@torch.inference_mode()
+def time_decode(
+    model: KTMModel, prompt_ids: list[list[int]], steps: int, prefilled: tuple | None = None
+) -> tuple[float, int]:
+    """(seconds per decode step after the prefill, KV-cache bytes after the prefill).
+
+    ``prefilled`` is a :class:`PrefillTiming`'s kept state; without it the prompt is prefilled
+    here first (untimed)."""
     from ..packing import CompressedBatch
 
     model.eval()
-    batch = model.compress_ids(prompt_ids)
-    hidden, cache = model.hidden_states(batch, use_cache=True)
+    if prefilled is None:
+        batch = model.compress_ids(prompt_ids)
+        hidden, cache = model.hidden_states(batch, use_cache=True)
+    else:
+        batch, hidden, cache = prefilled
     kv = cache_bytes(cache)
     mask, pos = batch.attention_mask, batch.position_ids[:, -1:]
     b = len(prompt_ids)
@@ -197,13 +209,15 @@ def prefill_benchmark(
             skip = warmup if not rows else 0
             for r in range(skip + repeats):
                 for k, model in arms.items():  # interleaved
+                    last = r == skip + repeats - 1  # decode is timed once, from the last prefill
                     with PeakMemory() as mem:
-                        t = time_first_token(model, prompts)
-                    if r == skip + repeats - 1 or r < skip:  # decode needs its own prefill:
-                        step_s, kv[k] = time_decode(model, prompts, decode_steps)  # timed once
+                        t = time_first_token(model, prompts, keep=last or r < skip)
+                    if t.state is not None:
+                        step_s, kv[k] = time_decode(model, prompts, decode_steps, t.state)
+                        t.state = None  # free the cache before the next arm
                     if r >= skip:
                         times[k].append(t)
-                        if r == skip + repeats - 1:
+                        if last:
                             decode[k].append(step_s)
                         if mem.peak_bytes is not None:
                             peak[k].append(mem.peak_bytes)
