@@ -268,6 +268,7 @@ def plot_speed(rows: list[dict], out) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from ..io_utils import atomic_path
 
@@ -283,7 +284,10 @@ def plot_speed(rows: list[dict], out) -> None:
         b.plot(xs, [p[3] for p in pts], ":", color=line.get_color(), label=f"K = {k} FLOPs")
     a.set(xscale="log", yscale="log", xlabel="prompt tokens", ylabel="time to first token (s)")
     b.set(xscale="log", xlabel="prompt tokens", ylabel="speed-up vs K = 1")
+    lengths = sorted({r["tokens"] for r in sel})
     for ax in (a, b):
+        ax.set_xticks(lengths, [f"{n:,}" for n in lengths])  # the measured lengths, no clutter
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"batch size {bs}")
