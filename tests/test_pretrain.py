@@ -135,6 +135,12 @@ def test_pretrain_on_a_tasks_training_prompts(tiny_model_dir, tmp_path, capsys):
     assert PretrainConfig.from_dict(saved).to_dict() == saved
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["chunks"] > 20  # 40 small trees' prompts hold well over 20 chunks of 16
+    # With the question kept as tokens only the trees are merged, so only they are the text
+    # (each tree once, though balanced data repeats it): far fewer chunks.
+    split = tmp_path / "split"
+    assert main(args + ["--split-question", "--out", str(split)]) == 0
+    trees_only = json.loads((split / "metrics.json").read_text())["chunks"]
+    assert 0 < trees_only < metrics["chunks"] / 3
     assert main(args + ["--out", str(out), "--resume"]) == 0
     capsys.readouterr()
     (tmp_path / "x.txt").write_text(TEXT)

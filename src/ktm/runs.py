@@ -511,9 +511,11 @@ def run_pretraining(
     _check_run_dir(out, cfg, resume)
     torch.manual_seed(cfg.train.seed)
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
-    if cfg.data is not None:  # the task's training prompts (suffixes included), labels unused
+    if cfg.data is not None:
+        # What a task run compresses: its training prompts, each once (balanced data repeats
+        # them); suffixes stay as tokens, so there is nothing to learn from them; no labels.
         stages, _ = load_stages(cfg.data, model.tokenizer)
-        texts = [e.prompt + (e.suffix or "") for stage in stages for e in stage.train]
+        texts = list(dict.fromkeys(e.prompt for stage in stages for e in stage.train))
     chunks = text_chunks(model.tokenizer, texts, cfg.chunk_tokens, cfg.max_chunks)
     if len(chunks) < 2:
         raise NotEnoughText(
