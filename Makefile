@@ -1,5 +1,5 @@
 # ktm: two commands for a new machine.
-#   make demo  - set everything up and run the main job (K=4 vs K=1 vs mean merger on trees)
+#   make demo  - set everything up and run the main job (fresh K=4 vs K=1 vs mean merger on trees)
 #   make test  - run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/ktm bench tree --model smollm2-135m --arms k4,k1,k4-mean \
+	$(BIN)/ktm bench tree --model smollm2-135m --arms k4-fresh,k1,k4-mean \
 		--steps 80 --batch-size 16 --lr 1e-3 --train-trees 600 --test-trees 60 \
 		--out runs/demo
 
