@@ -49,8 +49,9 @@ def test_killed_runs_resume_to_the_same_result(tiny_model_dir, data, tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-        # The newest complete checkpoint is never a half-written one.
-        ckpts = sorted((out / "checkpoints").glob("step-*")) if out.exists() else []
+        # No checkpoint is ever a half-written one: the task's, nor those of the pre-training
+        # phase that a K = 4 run starts with (most early kills land there).
+        ckpts = [*out.glob("checkpoints/step-*"), *out.glob("pretrain/checkpoints/step-*")]
         for c in ckpts:
             assert (c / "state.json").is_file() and (c / "trainable.safetensors").is_file()
     assert kills == 5, "the run finished too fast to be interrupted five times"
@@ -58,6 +59,8 @@ def test_killed_runs_resume_to_the_same_result(tiny_model_dir, data, tmp_path):
                    capture_output=True)  # fmt: skip
     got = json.loads((out / "metrics.json").read_text())
     assert got["test"] == {**expected["test"], "eval_seconds": got["test"]["eval_seconds"]}
+    timing = {"train_seconds": got["pretrain"]["train_seconds"]}
+    assert got["pretrain"] == {**expected["pretrain"], **timing}
     losses = [
         json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()
     ]
