@@ -445,9 +445,7 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PretrainConfig":
-        if d.get("data") is None:
-            return _run_from_dict(cls, {k: v for k, v in d.items() if k != "data"})
-        return _run_from_dict(cls, d, data=DataConfig)
+        return _run_from_dict(cls, d, **({"data": DataConfig} if d.get("data") else {}))
 
 
 def _check_run_dir(out: Path, config, resume: bool) -> None:

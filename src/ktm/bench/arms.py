@@ -125,9 +125,9 @@ def arm_config(base: RunConfig, name: str) -> RunConfig:
         reduction_k=arm.budget_k if arm.reduction else 1,
     )
     init_from = base.init_from if arm.pretrained else None
-    applies = arm.k > 1 and arm.merger == "mlp" and not arm.reduction and not init_from
-    pretrain_steps = 0 if arm.fresh else (base.pretrain_steps if applies else None)
-    return dataclasses.replace(base, ktm=ktm, init_from=init_from, pretrain_steps=pretrain_steps)
+    cfg = dataclasses.replace(base, ktm=ktm, init_from=init_from, pretrain_steps=None)
+    steps = 0 if arm.fresh else (base.pretrain_steps if cfg.pretraining_applies else None)
+    return dataclasses.replace(cfg, pretrain_steps=steps)
 
 
 def _prefill_ms(model, examples, repeats: int = 3) -> float:

@@ -57,16 +57,10 @@ def _phase(url: str, bodies: list[dict], clients: int) -> dict:
 
 def rss_mib() -> float:
     """Current resident memory of this process (MiB; Linux /proc, else the peak)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    from .speed import peak_rss_mib
+    from .speed import current_rss_bytes, peak_rss_mib
 
-    return peak_rss_mib()
+    now = current_rss_bytes()
+    return round(now / 2**20, 1) if now is not None else peak_rss_mib()
 
 
 def _soak(url: str, bodies: list[dict], clients: int, seconds: float) -> dict:

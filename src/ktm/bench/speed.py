@@ -8,6 +8,7 @@ machine noise hits all arms alike; medians are reported, with ratios against K =
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -39,8 +40,6 @@ def current_rss_bytes() -> int | None:
             pages = int(f.read().split()[1])
     except (OSError, IndexError, ValueError):
         return None
-    import os
-
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
