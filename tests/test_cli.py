@@ -185,3 +185,31 @@ def test_run_from_an_older_version_resumes(trained, tree_data, tiny_model_dir, t
     assert main([*train_args(tiny_model_dir, tree_data, old), "--resume"]) == 0
     proc = run(*train_args(tiny_model_dir, tree_data, old), "--resume", "--steps", "5")
     assert proc.returncode == 2 and "other options" in proc.stderr
+
+
+def test_row_beyond_the_context_is_refused_or_skipped(tiny_model_dir, tmp_path):
+    """No --max-prompt-tokens: a prompt past the tiny model's 512 positions is an error naming
+    file and line at K = 1; --skip-bad-rows trains on the rest and reports the count; at
+    K = 4 the merged prompt fits and the row is used."""
+    rows = [{"text": f"short note {i}", "label": "ab"[i % 2]} for i in range(6)]
+    rows.insert(2, {"text": "word " * 900, "label": "a"})  # ~900 tokens, line 3
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["train", "--model", str(tiny_model_dir), "--task", "custom", "--train-file",
+              str(data), "--test-file", str(data), "--template", "T: {text}", "--answer-field",
+              "label", "--labels", "a,b", "--steps", "1", "--batch-size", "2", "--no-progress",
+              "--pretrain-steps", "0"]  # fmt: skip
+    proc = run(*common, "--k", "1", "--out", str(tmp_path / "r1"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "d.jsonl:3: the example needs" in proc.stderr and "holds 512" in proc.stderr
+    assert not (tmp_path / "r1").exists()
+
+    assert main([*common, "--k", "1", "--skip-bad-rows", "--out", str(tmp_path / "r2")]) == 0
+    over = json.loads((tmp_path / "r2" / "metrics.json").read_text())["data"]["context"]
+    assert over["positions"] == 512 and over["k"] == 1
+    (stage,) = over["over"].values()
+    assert stage["train"]["skipped_rows"] == 1 and "d.jsonl:3" in stage["train"]["first_reasons"][0]
+
+    assert main([*common, "--k", "4", "--out", str(tmp_path / "r4")]) == 0
+    over = json.loads((tmp_path / "r4" / "metrics.json").read_text())["data"]["context"]
+    assert over["k"] == 4 and all(s["skipped_rows"] == 0 for s in over["over"]["custom"].values())

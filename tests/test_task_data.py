@@ -249,3 +249,44 @@ def test_edit_similarity_and_generation_metrics():
     m = generation_metrics(["a b ", "xyz"], ["a b", "xyw"])
     assert m["exact_match"] == 0.5
     assert m["edit_similarity"] == pytest.approx((1.0 + 2 / 3) / 2)
+
+
+def test_context_limit_counts_merged_positions(tmp_path, tokenizer):
+    """⌈prompt/K⌉ + suffix + answer + EOS against the limit; file and line in the error; the
+    reduction baselines count their budget; a tree example is named by split and index."""
+    from ktm.tasks.context_fit import ContextLimit, positions_needed
+
+    rows = _reviews(4)
+    rows.insert(1, {"text": "word " * 300, "rating": 5})  # line 2
+    folder = _amazon_dir(tmp_path, rows)
+    cfg = DataConfig(task="amazon", data_dir=str(folder), balance=False)
+    stages, _ = load_stages(cfg, tokenizer)
+    long = next(e for e in stages[0].train if e.prompt.startswith("Review: word"))
+    ((need, p, s, a),) = positions_needed(tokenizer, [long], 4)
+    assert s == 0 and a == len(tokenizer("positive", add_special_tokens=False)["input_ids"])
+    assert need == -(-p // 4) + a + 1 and p > 300
+    with pytest.raises(KTMError, match=r"train.jsonl:2: the example needs \d+ positions"):
+        load_stages(cfg, tokenizer, ContextLimit(need - 1, 4))
+    stages, info = load_stages(cfg, tokenizer, ContextLimit(need, 4))  # fits exactly
+    assert (
+        len(stages[0].train) == 5
+        and info["context"]["over"]["amazon_reviews"]["train"]["skipped_rows"] == 0
+    )
+    skip = DataConfig(task="amazon", data_dir=str(folder), balance=False, skip_bad_rows=True)
+    stages, info = load_stages(skip, tokenizer, ContextLimit(need - 1, 4))
+    assert len(stages[0].train) == len(stages[0].test) == 4
+    assert info["context"]["over"]["amazon_reviews"]["test"]["skipped_rows"] == 1
+    with pytest.raises(KTMError, match="no train example fits"):
+        load_stages(skip, tokenizer, ContextLimit(3, 4))
+    tree = DataConfig(task="tree", train_trees=4, test_trees=2)
+    with pytest.raises(KTMError, match="train example 0: the example needs"):
+        load_stages(tree, tokenizer, ContextLimit(8, 1))
+
+
+def test_reduction_baseline_counts_its_budget(make_model):
+    from ktm.runs import context_limit
+    from ktm.tasks.context_fit import ContextLimit
+
+    assert context_limit(make_model(k=4)) == ContextLimit(512, 4)
+    first = make_model(k=1, reduction="first", reduction_k=4)
+    assert context_limit(first).k == 4 and context_limit(first).positions == 512

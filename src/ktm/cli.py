@@ -778,14 +778,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .io_utils import write_json_atomic
     from .model import KTMModel, checkpoint_folder
     from .report import format_table, metric_columns
-    from .runs import load_stages
+    from .runs import context_limit, load_stages
     from .tasks import get_task
 
     data = _data_config(args)
     task = get_task(data.task).with_data(data)
     ckpt = checkpoint_folder(args.checkpoint)
     model = KTMModel.from_pretrained(ckpt)
-    stages, data_info = load_stages(data, model.tokenizer)
+    stages, data_info = load_stages(data, model.tokenizer, context_limit(model))
     rows = list(stages[-1].test if args.split == "test" else stages[-1].train)
     rows = rows[: args.limit] if args.limit else rows
     metrics = evaluate_task(

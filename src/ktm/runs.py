@@ -21,6 +21,8 @@ from .io_utils import read_json, write_json_atomic
 from .model import KTMModel
 from .tasks import get_task
 from .tasks.base import LabeledExample
+from .tasks.context_fit import ContextLimit, fit_context
+from .tasks.records import BadRows
 from .tasks.tree import generate_split, get_stage
 from .training import TrainConfig, train
 
@@ -224,12 +226,42 @@ def load_teacher(path: str, student: KTMModel, dtype) -> KTMModel:
     return teacher
 
 
-def load_stages(data: DataConfig, tokenizer=None) -> tuple[list[Stage], dict]:
+def load_stages(
+    data: DataConfig, tokenizer=None, limit: ContextLimit | None = None
+) -> tuple[list[Stage], dict]:
     """The stages a run trains on (one unless it is a tree curriculum), and what loading the
     data did (rows skipped or truncated, limits) — reported beside the results.
 
-    ``tokenizer`` is needed by record tasks (their length limits count tokens).
+    ``tokenizer`` is needed by record tasks (their length limits count tokens). With
+    ``limit`` (the model's positions and the run's K) an example that does not fit is an
+    error naming its file and line, or skipped and counted under ``data.skip_bad_rows``.
     """
+    stages, info = _read_stages(data, tokenizer)
+    if limit is None:
+        return stages, info
+    fitted, skipped = [], {}
+    for stage in stages:
+        bad = {split: BadRows() for split in ("train", "test")}
+        train, test = (
+            fit_context(getattr(stage, split), tokenizer, limit, data.skip_bad_rows, b, split)
+            for split, b in bad.items()
+        )
+        fitted.append(dataclasses.replace(stage, train=train, test=test))
+        skipped[stage.name] = {split: b.to_dict() for split, b in bad.items()}
+    info = {**info, "context": {"positions": limit.positions, "k": limit.k, "over": skipped}}
+    return fitted, info
+
+
+def context_limit(model: KTMModel) -> ContextLimit | None:
+    """The positions ``model`` holds and how many prompt tokens share one (its K, or the
+    budget of a token-reduction baseline); None when its config states no limit."""
+    if not model.max_positions:
+        return None
+    how = model.config
+    return ContextLimit(model.max_positions, how.reduction_k if how.reduction else how.k)
+
+
+def _read_stages(data: DataConfig, tokenizer) -> tuple[list[Stage], dict]:
     task = get_task(data.task).with_data(data)
     if data.task != "tree" or data.data_dir is not None:
         splits = task.load(data, tokenizer)
@@ -329,7 +361,7 @@ def run_training(
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
     if cfg.init_from:
         model.init_from(cfg.init_from)
-    stages, data_info = load_stages(cfg.data, model.tokenizer)
+    stages, data_info = load_stages(cfg.data, model.tokenizer, context_limit(model))
     if len(stages) > 1 and not cfg.curriculum:
         raise KTMError("several stages need curriculum training (--curriculum)")
     teacher = load_teacher(cfg.teacher, model, getattr(torch, cfg.dtype)) if cfg.teacher else None

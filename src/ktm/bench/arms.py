@@ -56,6 +56,7 @@ COST_COLUMNS = [
     ("tokens_out", "positions read"),
     ("kept", "input kept"),
     ("prefill_ms", "prefill ms"),
+    ("pretrain_minutes", "pre-train min"),
     ("train_minutes", "train min"),
     ("eval_minutes", "eval min"),
 ]
@@ -249,6 +250,8 @@ def run_arms(
         row = {"arm": name, "kind": arm.kind, "budget_k": arm.budget_k, "k": arm.k}
         row.update(metrics["test"])
         row.update(_token_counts(tokenizer, test, arm.budget_k, arm.name != "majority"))
+        # the built-in pre-training phase is part of the arm's cost (0 when it has none)
+        row["pretrain_minutes"] = round(metrics.get("pretrain", {}).get("train_seconds", 0) / 60, 2)
         row["train_minutes"] = round(metrics["train_seconds"] / 60, 2)
         row["eval_minutes"] = round(
             metrics.get("eval_seconds", metrics["test"].get("eval_seconds", 0.0)) / 60, 2

@@ -53,11 +53,18 @@ def plot_arms(rows: Sequence[dict], quality: tuple[str, str, bool], out: str | P
 
     for name, xkey, xlabel in (
         ("pareto.png", "kept", "share of input tokens the model reads"),
-        ("compute.png", "compute_minutes", "compute time: training + evaluation (minutes)"),
+        (
+            "compute.png",
+            "compute_minutes",
+            "compute time: pre-training + training + evaluation (minutes)",
+        ),
     ):
         fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
         xs = [
-            r["kept"] if xkey == "kept" else r["train_minutes"] + r["eval_minutes"] for r in points
+            r["kept"]
+            if xkey == "kept"
+            else r.get("pretrain_minutes", 0) + r["train_minutes"] + r["eval_minutes"]
+            for r in points
         ]
         for r, x in zip(points, xs):
             ax.scatter(x, r[key], marker=_MARKERS.get(r["kind"], "o"), s=45, zorder=3)

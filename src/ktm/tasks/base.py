@@ -18,6 +18,7 @@ class LabeledExample:
     prompt: str
     label: str
     suffix: str | None = None
+    source: str | None = None  # "file:line" of the row it came from, for error messages
 
     def to_example(self) -> Example:
         return Example(self.prompt, self.label, self.suffix)

@@ -27,6 +27,7 @@ DATA_DIR_ENV = "KTM_DATA_DIR"
 class _Row:
     record: dict
     answer: str
+    source: str | None = None  # "file:line", or the hub row
 
 
 def default_data_dir(folder: str) -> Path | None:
@@ -91,6 +92,7 @@ class RecordTask(Task):
             for i, record in enumerate(self.hub_records(data, split)):
                 try:
                     rows.append(convert(record))
+                    rows[-1].source = f"hub {split} row {i}"
                 except ValueError as e:
                     if not data.skip_bad_rows:
                         raise KTMError(f"hub {split} row {i}: {e}") from None
@@ -148,7 +150,7 @@ class RecordTask(Task):
                         continue
                     prompt, suffix = self._truncate(row.record, n, data, tokenizer)
                     counts["truncated"] += 1
-                kept.append(LabeledExample(prompt, row.answer, suffix))
+                kept.append(LabeledExample(prompt, row.answer, suffix, row.source))
                 if limit is not None and len(kept) >= limit:
                     counts["examples"] = len(kept)
                     return kept, counts

@@ -105,7 +105,8 @@ def read_rows(
     bad: BadRows | None = None,
     limit: int | None = None,
 ) -> list:
-    """``convert`` every record of ``path``; a :class:`BadRow` it raises names file and line.
+    """``convert`` every record of ``path``; a :class:`BadRow` it raises names file and line,
+    and a result with a ``source`` attribute gets its ``"file:line"``.
 
     With ``skip_bad`` such rows are counted in ``bad`` instead of stopping the read.
     ``limit`` stops after that many good rows.
@@ -117,7 +118,10 @@ def read_rows(
         try:
             if isinstance(record, str):
                 raise BadRow(record)
-            out.append(convert(record))
+            row = convert(record)
+            if hasattr(row, "source"):  # examples and rows carry their file:line
+                row.source = where
+            out.append(row)
         except BadRow as e:
             if not skip_bad:
                 raise KTMError(f"{where}: {e} (pass --skip-bad-rows to skip such rows)") from None
