@@ -146,12 +146,10 @@ def _prefill_ms(model, examples, repeats: int = 3) -> float:
 
 def _token_counts(tokenizer, examples, budget_k: int, reads_prompt: bool = True) -> dict:
     """Mean prompt tokens given and positions read (⌈T/K⌉ + suffix) per example."""
-    from ..tasks.record_task import prompt_lengths
+    from ..tasks.context_fit import token_counts
 
-    prompts = prompt_lengths(tokenizer, [(e.prompt, None) for e in examples])
-    suffixes = prompt_lengths(tokenizer, [("", e.suffix or "") for e in examples])
-    empty = prompt_lengths(tokenizer, [("", None)])[0]  # special tokens of an empty prompt
-    suffixes = [s - empty for s in suffixes]
+    prompts = token_counts(tokenizer, [e.prompt for e in examples], special=True)
+    suffixes = token_counts(tokenizer, [e.suffix or "" for e in examples])
     tokens_in = sum(p + s for p, s in zip(prompts, suffixes))
     read = sum(math.ceil(p / budget_k) + s for p, s in zip(prompts, suffixes))
     read = read if reads_prompt else 0

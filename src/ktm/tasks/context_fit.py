@@ -30,7 +30,8 @@ class ContextLimit:
             raise KTMError(f"context limit needs positions >= 1 and k >= 1, got {self}")
 
 
-def _lengths(tokenizer, texts: list[str], special: bool) -> list[int]:
+def token_counts(tokenizer, texts: list[str], special: bool = False) -> list[int]:
+    """Tokens of each text (with the tokenizer's special tokens if ``special``)."""
     if not texts:
         return []
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=special)["input_ids"]]
@@ -42,9 +43,9 @@ def positions_needed(
     """Per example (needed, prompt, suffix, answer) token counts: the prompt with the
     tokenizer's special tokens (as :meth:`KTMModel.encode_prompts` reads it), the suffix and
     answer without, + 1 for the EOS the answer is trained to end with."""
-    prompts = _lengths(tokenizer, [e.prompt for e in examples], special=True)
-    suffixes = _lengths(tokenizer, [e.suffix or "" for e in examples], special=False)
-    answers = _lengths(tokenizer, [e.label for e in examples], special=False)
+    prompts = token_counts(tokenizer, [e.prompt for e in examples], special=True)
+    suffixes = token_counts(tokenizer, [e.suffix or "" for e in examples], special=False)
+    answers = token_counts(tokenizer, [e.label for e in examples], special=False)
     return [(math.ceil(p / k) + s + a + 1, p, s, a) for p, s, a in zip(prompts, suffixes, answers)]
 
 

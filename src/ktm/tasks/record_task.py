@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import KTMError
 from .base import LabeledExample, Splits, Task
+from .context_fit import token_counts
 from .records import BadRows, PromptTemplate, read_rows
 
 TRUNCATION = ("head", "tail", "skip")  # keep the field's start / keep its end / drop the row
@@ -136,7 +137,7 @@ class RecordTask(Task):
             rendered = [self.template.render(r.record) for r in chunk]
             prompt_lens = prompt_lengths(tokenizer, rendered)
             answer_lens = (
-                _lengths(tokenizer, [r.answer for r in chunk])
+                token_counts(tokenizer, [r.answer for r in chunk])
                 if data.max_answer_tokens
                 else [0] * len(chunk)
             )
@@ -194,15 +195,9 @@ def _class_balanced(rows: list[_Row]) -> list[_Row]:
     return [group[i] for i in range(n) for group in by_label.values()]
 
 
-def _lengths(tokenizer, texts: list[str], special: bool = False) -> list[int]:
-    if not texts:
-        return []
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=special)["input_ids"]]
-
-
 def prompt_lengths(tokenizer, rendered: list[tuple[str, str | None]]) -> list[int]:
     """Tokens the model reads before compression, as :meth:`KTMModel.encode_prompts` counts
     them: the prompt with the tokenizer's special tokens, then the suffix without."""
-    prompts = _lengths(tokenizer, [p for p, _ in rendered], special=True)
-    suffixes = _lengths(tokenizer, [s or "" for _, s in rendered])
+    prompts = token_counts(tokenizer, [p for p, _ in rendered], special=True)
+    suffixes = token_counts(tokenizer, [s or "" for _, s in rendered])
     return [p + s for p, s in zip(prompts, suffixes)]
