@@ -14,6 +14,7 @@ COLUMNS = [
     ("speedup_vs_k1", "speed-up", "{:.2f}×"),
     ("flops_ratio_vs_k1", "FLOPs ratio", "{:.2f}×"),
     ("merger_share", "merger share", "{:.1%}"),
+    ("merger_flops_share", "merger FLOPs share", "{:.1%}"),
     ("decode_tokens_per_s", "decode tok/s", "{:.1f}"),
     ("decode_vs_k1", "decode vs K = 1", "{:.2f}×"),
     ("kv_cache_mib", "KV cache MiB", "{:.1f}"),

@@ -63,6 +63,7 @@ def test_speed_benchmarks_write_json(tiny_model_dir, tmp_path):
     # After the prefill the KV cache holds 16 compressed positions instead of 64.
     assert k1["kv_cache_bytes"] == 4 * k4["kv_cache_bytes"] > 0
     assert k4["flops_ratio_vs_k1"] > 1.0 and k1["flops_ratio_vs_k1"] == 1.0
+    assert k1["merger_flops_share"] == 0 < k4["merger_flops_share"] < 1  # K = 1: no merger
     assert k1["decode_tokens_per_s"] > 0 and k4["decode_vs_k1"] > 0
     assert k1["prefill_peak_mib"] >= 0 and k4["prefill_peak_mib"] >= 0
     out = tmp_path / "t.json"

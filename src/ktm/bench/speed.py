@@ -148,6 +148,11 @@ def time_decode(
     return (time.perf_counter() - t0) / steps, kv
 
 
+def merger_flops(model: KTMModel, tokens: int) -> float:
+    """Forward FLOPs of the merger over one prompt's ⌈tokens/K⌉ blocks (2·params per block)."""
+    return 2 * -(-tokens // model.k) * sum(p.numel() for p in model.merger.parameters())
+
+
 def prefill_flops(model: KTMModel, tokens: int) -> float:
     """Forward FLOPs of one prompt's prefill: 2·params per position in the linear layers, the
     two attention matmuls (4·n²·d per layer), and the merger's MLP over the blocks."""
@@ -158,8 +163,7 @@ def prefill_flops(model: KTMModel, tokens: int) -> float:
     linear -= embed  # the input embedding is a lookup; the output layer is counted once below
     n = -(-tokens // model.k)
     flops = 2 * n * linear + 2 * embed + layers * 4 * n * n * d  # logits only at the last one
-    merger = sum(p.numel() for p in model.merger.parameters())
-    return flops + 2 * n * merger
+    return flops + merger_flops(model, tokens)
 
 
 def build_arms(
@@ -238,6 +242,10 @@ def prefill_benchmark(
                         "merge_s": round(merge, 5),
                         "prefill_s": round(statistics.median(t.prefill_s for t in ts), 5),
                         "merger_share": round(merge / ttft, 4),
+                        # the share the merger's FLOPs alone imply: the floor of merger_share
+                        "merger_flops_share": round(
+                            merger_flops(arms[k], length) / prefill_flops(arms[k], length), 4
+                        ),
                         "speedup_vs_k1": round(base_ttft / ttft, 3),
                         "flops_ratio_vs_k1": round(base_flops / prefill_flops(arms[k], length), 3),
                         "decode_tokens_per_s": round(bs / step_s, 2),
