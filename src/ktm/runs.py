@@ -241,11 +241,10 @@ def load_stages(
         return stages, info
     fitted, skipped = [], {}
     for stage in stages:
-        bad = {split: BadRows() for split in ("train", "test")}
-        train, test = (
-            fit_context(getattr(stage, split), tokenizer, limit, data.skip_bad_rows, b, split)
-            for split, b in bad.items()
-        )
+        bad = {"train": BadRows(), "test": BadRows()}
+        skip = data.skip_bad_rows
+        train = fit_context(stage.train, tokenizer, limit, skip, bad["train"], "train")
+        test = fit_context(stage.test, tokenizer, limit, skip, bad["test"], "test")
         fitted.append(dataclasses.replace(stage, train=train, test=test))
         skipped[stage.name] = {split: b.to_dict() for split, b in bad.items()}
     info = {**info, "context": {"positions": limit.positions, "k": limit.k, "over": skipped}}
