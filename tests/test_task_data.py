@@ -290,3 +290,64 @@ def test_reduction_baseline_counts_its_budget(make_model):
     assert context_limit(make_model(k=4)) == ContextLimit(512, 4)
     first = make_model(k=1, reduction="first", reduction_k=4)
     assert context_limit(first).k == 4 and context_limit(first).positions == 512
+
+
+@pytest.mark.parametrize(
+    "task, category, path, record",
+    [
+        ("amazon", None, "raw/review_categories/Amazon_Fashion.jsonl", _reviews),
+        ("amazon", "All_Beauty", "raw/review_categories/All_Beauty.jsonl", _reviews),
+        ("commitpack", None, "data/python/data.jsonl", lambda n: [_commit(i) for i in range(n)]),
+    ],
+)
+def test_hub_loaders_read_the_raw_jsonl_and_split_it(
+    tokenizer, monkeypatch, task, category, path, record
+):
+    """--hub reads the repository's JSONL (datasets >= 4 no longer runs the loading scripts)
+    and splits it with a seeded shuffle: the test split is the paper's size (at most half),
+    no record is in both, and rows are named by split and index."""
+    from ktm.tasks import amazon, commitpack
+
+    rows = record(40)
+    for i, r in enumerate(rows):
+        r["id"] = i
+    asked = []
+
+    def fake_hub_jsonl(repo, file):
+        asked.append((repo, file))
+        return rows
+
+    module = amazon if task == "amazon" else commitpack
+    monkeypatch.setattr(module, "hub_jsonl", fake_hub_jsonl)
+    monkeypatch.setattr(module, "HUB_TEST_SIZE", 8)
+    t = get_task(task)
+    data = DataConfig(task=task, hub=True, category=category, balance=False)
+    train = t.hub_records(data, "train")
+    test = t.hub_records(data, "test")
+    assert asked[0] == (module.HUB_DATASET, path)
+    assert len(test) == 8
+    assert len(train) == (3 if task == "amazon" else 32)  # Amazon: 10% of the rest
+    assert not {r["id"] for r in train} & {r["id"] for r in test}
+    assert [r["id"] for r in t.hub_records(data, "test")] == [r["id"] for r in test]  # seeded
+
+    monkeypatch.setattr(module, "HUB_TEST_SIZE", 1000)  # a small category: half is the test
+    assert len(t.hub_records(data, "test")) == 20
+
+    stages, info = load_stages(data, tokenizer)
+    assert info["test"]["rows_read"] == 20
+    assert stages[0].test[0].source.startswith("hub test row ")
+    if task == "amazon":
+        want = {f"Review: {r['text']}, Label:": r["rating"] >= 3.5 for r in rows}
+        assert all(want[e.prompt] == (e.label == "positive") for e in stages[0].test)
+
+
+def test_hub_without_datasets_or_network_is_a_clear_error(monkeypatch):
+    import sys
+
+    from ktm.tasks.hub import hub_jsonl, seeded_split
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
+    with pytest.raises(KTMError, match="pip install datasets"):
+        hub_jsonl("a/b", "c.jsonl")
+    with pytest.raises(KTMError, match="at least 2"):
+        seeded_split([{"x": 1}], "train", 10, 0)

@@ -2,16 +2,16 @@
 
 Sources: local JSONL with ``old_contents``, ``subject``, ``new_contents`` fields
 (``$KTM_DATA_DIR/commitpack`` here, split by repository), or ``bigcode/commitpackft``
-(config ``python``) with ``--hub``. Metrics: perplexity of the new content (answer tokens
-only) and, on a generation subset, exact match and edit similarity.
+(its ``data/{language}/data.jsonl``, default python) with ``--hub``. Metrics: perplexity of
+the new content (answer tokens only) and, on a generation subset, exact match and edit similarity.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .amazon import load_hub_dataset
 from .base import register_task
+from .hub import hub_jsonl, seeded_split
 from .record_task import RecordTask
 from .records import PromptTemplate, text_field
 
@@ -29,13 +29,10 @@ class CommitPackTask(RecordTask):
         return text_field(record, "new_contents")
 
     def hub_records(self, data, split: str) -> list[dict]:
-        ds = load_hub_dataset(HUB_DATASET, data.category or "python", split="train")
-        import random
-
-        order = list(range(len(ds)))
-        random.Random(data.data_seed).shuffle(order)
-        idx = order[-HUB_TEST_SIZE:] if split == "test" else order[:-HUB_TEST_SIZE]
-        return [ds[i] for i in idx]
+        """The paper's setup: 5,600 test records of the language (after a seeded shuffle; at
+        most half of a small language), the rest for training."""
+        rows = hub_jsonl(HUB_DATASET, f"data/{data.category or 'python'}/data.jsonl")
+        return seeded_split(rows, split, HUB_TEST_SIZE, data.data_seed)
 
 
 def _commitpack() -> CommitPackTask:
