@@ -143,6 +143,16 @@ def test_bench_generation_task(tiny_model_dir, tmp_path):
                  "--answer-field", "a", "--out", str(tmp_path / "m")]) == 2  # fmt: skip
 
 
+def test_labels_at_one_budget_are_spread_apart():
+    from ktm.bench.plots import label_offsets
+
+    # three arms on one vertical line (same budget), 2 px apart; one far to the right
+    got = label_offsets([(10, 100), (12, 102), (11, 101), (300, 100)], gap=15)
+    assert got[0] == 0 and got[3] == 0  # the lowest, and the one on its own, stay put
+    ys = sorted(y + dy for (_, y), dy in zip([(10, 100), (12, 102), (11, 101)], got[:3]))
+    assert all(b - a >= 15 for a, b in zip(ys, ys[1:]))
+
+
 def test_pareto_front():
     from ktm.bench.plots import pareto_front
 

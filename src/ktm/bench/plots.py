@@ -38,6 +38,24 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_better: bool) -> 
     return front
 
 
+def label_offsets(pixels: Sequence[tuple[float, float]], gap: float = 15.0) -> list[float]:
+    """Extra upward offsets (pixels) for the labels of points at display positions
+    ``pixels`` so that labels of points less than 60 px apart in x are ``gap`` apart in y
+    (arms at the same budget sit on one vertical line and would print over each other)."""
+    order = sorted(range(len(pixels)), key=lambda i: pixels[i][1])
+    placed: list[tuple[float, float]] = []  # (x, label y) of labels placed so far
+    offsets = [0.0] * len(pixels)
+    for i in order:
+        x, y = pixels[i]
+        label_y = y
+        for px, py in sorted(placed, key=lambda p: p[1]):
+            if abs(px - x) < 60 and abs(py - label_y) < gap:
+                label_y = py + gap
+        offsets[i] = label_y - y
+        placed.append((x, label_y))
+    return offsets
+
+
 def plot_arms(rows: Sequence[dict], quality: tuple[str, str, bool], out: str | Path) -> None:
     """Write ``pareto.png`` and ``compute.png`` into ``out``."""
     import matplotlib
@@ -68,7 +86,13 @@ def plot_arms(rows: Sequence[dict], quality: tuple[str, str, bool], out: str | P
         ]
         for r, x in zip(points, xs):
             ax.scatter(x, r[key], marker=_MARKERS.get(r["kind"], "o"), s=45, zorder=3)
-            ax.annotate(r["arm"], (x, r[key]), textcoords="offset points", xytext=(5, 4))
+        ax.autoscale_view()
+        pixels = ax.transData.transform(list(zip(xs, [r[key] for r in points]))) if points else []
+        px_per_pt = fig.dpi / 72
+        spread = label_offsets([tuple(p) for p in pixels], gap=10 * px_per_pt)
+        for r, x, dy in zip(points, xs, spread):
+            ax.annotate(r["arm"], (x, r[key]), textcoords="offset points",
+                        xytext=(5, 4 + dy / px_per_pt))  # fmt: skip
         if points:
             front = pareto_front(list(zip(xs, [r[key] for r in points])), higher)
             ax.plot(
@@ -79,9 +103,9 @@ def plot_arms(rows: Sequence[dict], quality: tuple[str, str, bool], out: str | P
                 zorder=2,
                 label="Pareto front",
             )
-        for r in flat:
+        for r in flat:  # labelled at the right edge, away from the cheap arms' cluster
             ax.axhline(r[key], linestyle=":", color="black", linewidth=1)
-            ax.annotate(r["arm"], (ax.get_xlim()[0], r[key]), xytext=(3, 3),
+            ax.annotate(r["arm"], (ax.get_xlim()[1], r[key]), xytext=(-3, 3), ha="right",
                         textcoords="offset points")  # fmt: skip
         ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
