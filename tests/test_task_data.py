@@ -341,7 +341,7 @@ def test_hub_loaders_read_the_raw_jsonl_and_split_it(
         assert all(want[e.prompt] == (e.label == "positive") for e in stages[0].test)
 
 
-def test_hub_without_datasets_or_network_is_a_clear_error(monkeypatch):
+def test_hub_without_datasets_or_enough_rows_is_a_clear_error(monkeypatch):
     import sys
 
     from ktm.tasks.hub import hub_jsonl, seeded_split
