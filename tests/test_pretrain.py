@@ -178,6 +178,11 @@ def test_default_recipe_pretrains_on_the_tasks_prompts_first(tiny_model_dir, tmp
     # The task run started from the pre-trained merger, not from mean pooling (zero last layer).
     trained = KTMModel.from_pretrained(out / "pretrain" / "model")
     assert trained.merger.mlp[-1].weight.abs().sum() > 0
+    # The task phase keeps reconstruction beside the task loss (capped at a chunk's tokens).
+    assert saved["train"]["reconstruction_weight"] == 1.0
+    assert saved["train"]["reconstruction_max_tokens"] == 32
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all(row["reconstruction_loss"] > 0 for row in log)
     assert main(args + ["--out", str(out), "--resume"]) == 0
     assert "pre-training" not in capsys.readouterr().err
 
@@ -185,6 +190,32 @@ def test_default_recipe_pretrains_on_the_tasks_prompts_first(tiny_model_dir, tmp
     assert main(args + ["--pretrain-steps", "0", "--out", str(fresh)]) == 0
     assert not (fresh / "pretrain").exists()
     assert "pretrain" not in json.loads((fresh / "metrics.json").read_text())
+    assert json.loads((fresh / "config.json").read_text())["train"]["reconstruction_weight"] == 0
+    log = (fresh / "train_log.jsonl").read_text()
+    assert "reconstruction_loss" not in log
+
+
+@pytest.mark.parametrize(
+    "ktm, extra, weight, cap",
+    [
+        ({"k": 4}, {}, 1.0, 32),  # the recipe: built-in pre-training phase
+        ({"k": 4}, {"pretrain_steps": 0}, 0.0, None),  # the task alone
+        ({"k": 4}, {"init_from": "pre/model", "pretrain_chunk_tokens": 16}, 1.0, 16),
+        ({"k": 1}, {}, 0.0, None),  # nothing merged
+        ({"k": 4, "merger": "mean"}, {}, 0.0, None),  # nothing to pre-train
+        ({"k": 4}, {"train": {"reconstruction_weight": 0.5}}, 0.5, None),  # asked for
+        ({"k": 4}, {"train": {"reconstruction_max_tokens": 8}}, 1.0, 8),
+    ],
+)
+def test_recipe_resolves_the_reconstruction_beside_the_task(ktm, extra, weight, cap):
+    from ktm.runs import DataConfig, RunConfig
+    from ktm.training import TrainConfig
+
+    extra = dict(extra)
+    train = TrainConfig(**extra.pop("train", {}))
+    cfg = RunConfig("m", KTMConfig(**ktm), train, DataConfig(), **extra).resolved()
+    assert (cfg.train.reconstruction_weight, cfg.train.reconstruction_max_tokens) == (weight, cap)
+    assert RunConfig.from_dict(cfg.to_dict()).resolved().to_dict() == cfg.to_dict()
 
 
 def test_pretrain_steps_where_there_is_nothing_to_pretrain(tiny_model_dir, tmp_path, capsys):

@@ -208,6 +208,33 @@ class RunConfig:
             return self.train.steps if self.pretraining_applies else 0
         return self.pretrain_steps
 
+    @property
+    def merger_starts_pretrained(self) -> bool:
+        """Whether the task phase starts from a reconstruction-trained MLP merger: the
+        built-in pre-training phase runs, or ``init_from`` gives one."""
+        k = self.ktm
+        has_merger = k.k > 1 and k.merger == "mlp" and k.reduction is None
+        return has_merger and bool(self.init_from or self.resolved_pretrain_steps)
+
+    def resolved(self) -> "RunConfig":
+        """This config with the recipe's defaults decided, as the run records it.
+
+        An unset ``train.reconstruction_weight`` becomes 1 when the merger starts pre-trained
+        (the reconstruction objective stays beside the task loss, capped at
+        ``pretrain_chunk_tokens`` tokens a prompt unless ``reconstruction_max_tokens`` says
+        otherwise: it keeps the merged blocks readable while the task trains, so runs take off
+        reliably — docs/learnability.md §2.10) and 0 otherwise.
+        """
+        t = self.train
+        if t.reconstruction_weight is not None:
+            return self
+        if not self.merger_starts_pretrained:
+            off = dataclasses.replace(t, reconstruction_weight=0.0)
+            return dataclasses.replace(self, train=off)
+        cap = t.reconstruction_max_tokens or self.pretrain_chunk_tokens
+        train = dataclasses.replace(t, reconstruction_weight=1.0, reconstruction_max_tokens=cap)
+        return dataclasses.replace(self, train=train)
+
     def to_dict(self) -> dict:
         return _run_dict(self)
 
@@ -351,6 +378,7 @@ def run_training(
     import torch
 
     out = Path(output_dir)
+    cfg = cfg.resolved()
     task = get_task(cfg.data.task).with_data(cfg.data)
     if cfg.curriculum and task.kind != "classification":
         raise KTMError("curriculum training needs a classification task")
