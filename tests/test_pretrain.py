@@ -178,11 +178,11 @@ def test_default_recipe_pretrains_on_the_tasks_prompts_first(tiny_model_dir, tmp
     # The task run started from the pre-trained merger, not from mean pooling (zero last layer).
     trained = KTMModel.from_pretrained(out / "pretrain" / "model")
     assert trained.merger.mlp[-1].weight.abs().sum() > 0
-    # The task phase keeps reconstruction beside the task loss (capped at a chunk's tokens).
-    assert saved["train"]["reconstruction_weight"] == 1.0
-    assert saved["train"]["reconstruction_max_tokens"] == 32
+    # The task phase fine-tunes at the lower rate; the pre-training phase ran at 1e-3.
+    assert saved["train"]["lr"] == 3e-4 and saved["train"]["reconstruction_weight"] == 0
+    assert pre["train"]["lr"] == 1e-3
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    assert all(row["reconstruction_loss"] > 0 for row in log)
+    assert max(row["lr"] for row in log) <= 3e-4
     assert main(args + ["--out", str(out), "--resume"]) == 0
     assert "pre-training" not in capsys.readouterr().err
 
@@ -190,32 +190,31 @@ def test_default_recipe_pretrains_on_the_tasks_prompts_first(tiny_model_dir, tmp
     assert main(args + ["--pretrain-steps", "0", "--out", str(fresh)]) == 0
     assert not (fresh / "pretrain").exists()
     assert "pretrain" not in json.loads((fresh / "metrics.json").read_text())
-    assert json.loads((fresh / "config.json").read_text())["train"]["reconstruction_weight"] == 0
-    log = (fresh / "train_log.jsonl").read_text()
-    assert "reconstruction_loss" not in log
+    assert json.loads((fresh / "config.json").read_text())["train"]["lr"] == 1e-3
 
 
 @pytest.mark.parametrize(
-    "ktm, extra, weight, cap",
+    "ktm, extra, lr",
     [
-        ({"k": 4}, {}, 1.0, 32),  # the recipe: built-in pre-training phase
-        ({"k": 4}, {"pretrain_steps": 0}, 0.0, None),  # the task alone
-        ({"k": 4}, {"init_from": "pre/model", "pretrain_chunk_tokens": 16}, 1.0, 16),
-        ({"k": 1}, {}, 0.0, None),  # nothing merged
-        ({"k": 4, "merger": "mean"}, {}, 0.0, None),  # nothing to pre-train
-        ({"k": 4}, {"train": {"reconstruction_weight": 0.5}}, 0.5, None),  # asked for
-        ({"k": 4}, {"train": {"reconstruction_max_tokens": 8}}, 1.0, 8),
+        ({"k": 4}, {}, 3e-4),  # the recipe: built-in pre-training phase, then fine-tuning
+        ({"k": 4}, {"pretrain_steps": 0}, 1e-3),  # the task alone
+        ({"k": 4}, {"init_from": "pre/model"}, 3e-4),
+        ({"k": 1}, {}, 1e-3),  # nothing merged
+        ({"k": 4, "merger": "mean"}, {}, 1e-3),  # nothing to pre-train
+        ({"k": 4}, {"train": {"lr": 5e-4}}, 5e-4),  # asked for
     ],
 )
-def test_recipe_resolves_the_reconstruction_beside_the_task(ktm, extra, weight, cap):
+def test_recipe_resolves_the_task_learning_rate(ktm, extra, lr):
     from ktm.runs import DataConfig, RunConfig
     from ktm.training import TrainConfig
 
     extra = dict(extra)
     train = TrainConfig(**extra.pop("train", {}))
     cfg = RunConfig("m", KTMConfig(**ktm), train, DataConfig(), **extra).resolved()
-    assert (cfg.train.reconstruction_weight, cfg.train.reconstruction_max_tokens) == (weight, cap)
+    assert cfg.train.lr == lr and cfg.train.reconstruction_weight == 0
     assert RunConfig.from_dict(cfg.to_dict()).resolved().to_dict() == cfg.to_dict()
+    with pytest.raises(KTMError, match="pretrain_lr"):
+        RunConfig("m", KTMConfig(**ktm), train, DataConfig(), pretrain_lr=0.0)
 
 
 def test_pretrain_steps_where_there_is_nothing_to_pretrain(tiny_model_dir, tmp_path, capsys):

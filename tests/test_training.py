@@ -223,8 +223,9 @@ def test_recipe_round_trips_through_saved_run_config(tiny_model_dir, tmp_path):
     run_training(cfg, tmp_path / "run", progress=False)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     back = RunConfig.from_dict(saved)
-    assert back.to_dict() == cfg.to_dict()
+    assert back.to_dict() == cfg.resolved().to_dict()  # the recipe's defaults, decided
     assert back.train.reconstruction_weight == 0.5 and back.ktm.lora_r == 8
+    assert back.train.lr == 3e-4  # the pre-trained merger is fine-tuned at the lower rate
 
 
 def test_block_distillation_aligns_positions(tiny_model_dir, tmp_path):

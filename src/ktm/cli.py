@@ -98,7 +98,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--batch-size", type=_positive_int, default=16, help="examples per step")
     g.add_argument("--grad-accum", type=_positive_int, default=1)
-    g.add_argument("--lr", type=float, default=1e-3, help="LoRA learning rate")
+    g.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="LoRA learning rate (default: 1e-3; 3e-4 for a task run whose merger starts "
+        "pre-trained — the recipe)",
+    )
     g.add_argument(
         "--merger-lr", type=float, default=None, help="merger learning rate (default: --lr)"
     )
@@ -195,6 +201,9 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=32,
         help="tokens per pre-training chunk",
+    )
+    p.add_argument(
+        "--pretrain-lr", type=float, default=1e-3, help="learning rate of the pre-training phase"
     )
 
 

@@ -7,6 +7,7 @@ metrics to ``<out>/metrics.json``; ``resume`` continues an interrupted run in pl
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from .tasks.context_fit import ContextLimit, fit_context
 from .tasks.records import BadRows
 from .tasks.tree import generate_split, get_stage
 from .training import TrainConfig, train
+from .training.config import DEFAULT_LR
 
 DEFAULT_METRIC = "balanced_accuracy"
 
@@ -161,6 +163,9 @@ class DataConfig:
             raise KTMError(f"labels must name at least two distinct labels, got {self.labels}")
 
 
+FINETUNE_LR = 3e-4  # the task phase's learning rate after pre-training (resolved())
+
+
 @dataclass
 class RunConfig:
     """A whole run: model, data and recipe. Written to ``config.json`` beside the outputs."""
@@ -179,9 +184,12 @@ class RunConfig:
     teacher: str | None = None
     pretrain_steps: int | None = None
     pretrain_chunk_tokens: int = 32
+    pretrain_lr: float = DEFAULT_LR
 
     def __post_init__(self) -> None:
         _check_dtype(self.dtype)
+        if not (self.pretrain_lr > 0 and math.isfinite(self.pretrain_lr)):
+            raise KTMError(f"pretrain_lr must be a positive number, got {self.pretrain_lr!r}")
         steps = self.pretrain_steps
         bad = isinstance(steps, bool) or not isinstance(steps, int) or steps < 0
         if steps is not None and bad:
@@ -219,20 +227,20 @@ class RunConfig:
     def resolved(self) -> "RunConfig":
         """This config with the recipe's defaults decided, as the run records it.
 
-        An unset ``train.reconstruction_weight`` becomes 1 when the merger starts pre-trained
-        (the reconstruction objective stays beside the task loss, capped at
-        ``pretrain_chunk_tokens`` tokens a prompt unless ``reconstruction_max_tokens`` says
-        otherwise: it keeps the merged blocks readable while the task trains, so runs take off
-        reliably — docs/learnability.md §2.10) and 0 otherwise.
+        An unset ``train.lr`` becomes :data:`FINETUNE_LR` (3e-4) when the merger starts
+        pre-trained — the task then fine-tunes a model that already reads merged blocks, and
+        at 1e-3 its first task steps undo that (runs took off and collapsed, or never took
+        off: docs/learnability.md §2.10) — and :data:`DEFAULT_LR` (1e-3) otherwise. An unset
+        ``train.reconstruction_weight`` becomes 0.
         """
         t = self.train
-        if t.reconstruction_weight is not None:
-            return self
-        if not self.merger_starts_pretrained:
-            off = dataclasses.replace(t, reconstruction_weight=0.0)
-            return dataclasses.replace(self, train=off)
-        cap = t.reconstruction_max_tokens or self.pretrain_chunk_tokens
-        train = dataclasses.replace(t, reconstruction_weight=1.0, reconstruction_max_tokens=cap)
+        lr = (
+            t.lr
+            if t.lr is not None
+            else (FINETUNE_LR if self.merger_starts_pretrained else DEFAULT_LR)
+        )
+        weight = t.reconstruction_weight or 0.0
+        train = dataclasses.replace(t, lr=lr, reconstruction_weight=weight)
         return dataclasses.replace(self, train=train)
 
     def to_dict(self) -> dict:
@@ -334,6 +342,8 @@ def _pretrain_phase(
         train_cfg = dataclasses.replace(
             cfg.train,
             steps=steps,
+            lr=cfg.pretrain_lr,
+            merger_lr=None,
             reconstruction_weight=0.0,
             reconstruction_max_tokens=None,
             distill_blocks=False,
@@ -498,6 +508,8 @@ class PretrainConfig:
         _check_dtype(self.dtype)
         if self.max_chunks <= self.holdout_chunks:
             raise KTMError("max_chunks must exceed holdout_chunks")
+        if self.train.lr is None:  # recorded as used
+            self.train = dataclasses.replace(self.train, lr=DEFAULT_LR)
 
     def to_dict(self) -> dict:
         return _run_dict(self)

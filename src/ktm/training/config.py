@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..errors import KTMError
 
 SCHEDULES = ("constant", "linear", "cosine")
+DEFAULT_LR = 1e-3
 
 
 @dataclass
@@ -19,7 +20,9 @@ class TrainConfig:
         steps: optimizer steps.
         batch_size: examples per step (split over ``grad_accum`` micro-batches and processes).
         grad_accum: micro-batches per step.
-        lr: learning rate of the LoRA weights.
+        lr: learning rate of the LoRA weights (``None``: :data:`DEFAULT_LR`; ``ktm train``'s
+            recipe lowers it when the merger starts pre-trained, see
+            :meth:`ktm.runs.RunConfig.resolved`).
         merger_lr: learning rate of the merger (``None``: same as ``lr``).
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up from 0.
@@ -31,9 +34,7 @@ class TrainConfig:
         seed: seed of data order, dropout and initialisation.
         reconstruction_weight: weight of the auxiliary reconstruction loss (the model
             regenerates each compressed prompt from its merged prefix); 0 turns it off.
-            ``None`` means 0 to the trainer; ``ktm train``'s recipe
-            (:meth:`ktm.runs.RunConfig.resolved`) sets it to 1 when the merger starts
-            pre-trained, to keep the merged blocks readable while the task trains.
+            ``None`` means 0.
         reconstruction_max_tokens: reconstruct at most this many prompt tokens (None: all).
         distill_weight: weight of distillation from a teacher model (see ``train(teacher=…)``).
         distill_blocks: distil hidden states at every compressed position too (against the
@@ -44,7 +45,7 @@ class TrainConfig:
     steps: int = 300
     batch_size: int = 16
     grad_accum: int = 1
-    lr: float = 1e-3
+    lr: float | None = None
     merger_lr: float | None = None
     weight_decay: float = 0.0
     warmup_steps: int = 10
@@ -89,6 +90,11 @@ class TrainConfig:
             raise KTMError("reconstruction_max_tokens must be >= 1")
         if self.max_grad_norm < 0 or self.weight_decay < 0:
             raise KTMError("max_grad_norm and weight_decay must be >= 0")
+
+    @property
+    def base_lr(self) -> float:
+        """The LoRA learning rate in use: ``lr``, or :data:`DEFAULT_LR` when unset."""
+        return DEFAULT_LR if self.lr is None else self.lr
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of the base learning rates at optimizer step ``step`` (0-based)."""

@@ -113,9 +113,10 @@ def train(
         p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("merger.")
     ]
     merger = [p for p in model.merger.parameters() if p.requires_grad]
-    groups = [{"params": lora, "lr": config.lr, "base_lr": config.lr}]
+    lr = config.base_lr
+    groups = [{"params": lora, "lr": lr, "base_lr": lr}]
     if merger:
-        mlr = config.merger_lr or config.lr
+        mlr = config.merger_lr or lr
         groups.append({"params": merger, "lr": mlr, "base_lr": mlr})
     optimizer = make_optimizer(groups, config.weight_decay)
 
