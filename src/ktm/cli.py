@@ -120,9 +120,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--reconstruction-weight",
         type=float,
-        default=None,
-        help="weight of the auxiliary loss that regenerates each prompt from its merged prefix "
-        "(default: 1 when the merger starts pre-trained — the recipe — else 0)",
+        default=0.0,
+        help="weight of the auxiliary loss that regenerates each prompt from its merged prefix",
     )
     g.add_argument(
         "--distill-weight", type=float, default=1.0, help="weight of distillation from --teacher"

@@ -203,10 +203,14 @@ class RunConfig:
             raise KTMError(f"pretrain_chunk_tokens must be >= 2, got {self.pretrain_chunk_tokens}")
 
     @property
+    def _has_mlp_merger(self) -> bool:
+        k = self.ktm
+        return k.k > 1 and k.merger == "mlp" and k.reduction is None
+
+    @property
     def pretraining_applies(self) -> bool:
         """Whether the run has a fresh MLP merger that pre-training would help."""
-        k = self.ktm
-        return k.k > 1 and k.merger == "mlp" and k.reduction is None and not self.init_from
+        return self._has_mlp_merger and not self.init_from
 
     @property
     def resolved_pretrain_steps(self) -> int:
@@ -220,9 +224,7 @@ class RunConfig:
     def merger_starts_pretrained(self) -> bool:
         """Whether the task phase starts from a reconstruction-trained MLP merger: the
         built-in pre-training phase runs, or ``init_from`` gives one."""
-        k = self.ktm
-        has_merger = k.k > 1 and k.merger == "mlp" and k.reduction is None
-        return has_merger and bool(self.init_from or self.resolved_pretrain_steps)
+        return self._has_mlp_merger and bool(self.init_from or self.resolved_pretrain_steps)
 
     def resolved(self) -> "RunConfig":
         """This config with the recipe's defaults decided, as the run records it.
@@ -230,8 +232,7 @@ class RunConfig:
         An unset ``train.lr`` becomes :data:`FINETUNE_LR` (3e-4) when the merger starts
         pre-trained — the task then fine-tunes a model that already reads merged blocks, and
         at 1e-3 its first task steps undo that (runs took off and collapsed, or never took
-        off: docs/learnability.md §2.10) — and :data:`DEFAULT_LR` (1e-3) otherwise. An unset
-        ``train.reconstruction_weight`` becomes 0.
+        off: docs/learnability.md §2.10) — and :data:`DEFAULT_LR` (1e-3) otherwise.
         """
         t = self.train
         lr = (
@@ -239,9 +240,7 @@ class RunConfig:
             if t.lr is not None
             else (FINETUNE_LR if self.merger_starts_pretrained else DEFAULT_LR)
         )
-        weight = t.reconstruction_weight or 0.0
-        train = dataclasses.replace(t, lr=lr, reconstruction_weight=weight)
-        return dataclasses.replace(self, train=train)
+        return dataclasses.replace(self, train=dataclasses.replace(t, lr=lr))
 
     def to_dict(self) -> dict:
         return _run_dict(self)

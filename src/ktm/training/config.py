@@ -34,7 +34,6 @@ class TrainConfig:
         seed: seed of data order, dropout and initialisation.
         reconstruction_weight: weight of the auxiliary reconstruction loss (the model
             regenerates each compressed prompt from its merged prefix); 0 turns it off.
-            ``None`` means 0.
         reconstruction_max_tokens: reconstruct at most this many prompt tokens (None: all).
         distill_weight: weight of distillation from a teacher model (see ``train(teacher=…)``).
         distill_blocks: distil hidden states at every compressed position too (against the
@@ -55,7 +54,7 @@ class TrainConfig:
     save_every: int = 50
     keep_checkpoints: int = 2
     seed: int = 0
-    reconstruction_weight: float | None = None
+    reconstruction_weight: float = 0.0
     reconstruction_max_tokens: int | None = None
     distill_weight: float = 1.0
     distill_blocks: bool = False
@@ -82,7 +81,7 @@ class TrainConfig:
                 raise KTMError(f"{name} must be a positive number, got {value!r}")
         if self.schedule not in SCHEDULES:
             raise KTMError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.reconstruction_weight is not None and not self.reconstruction_weight >= 0:
+        if self.reconstruction_weight < 0:
             raise KTMError(f"reconstruction_weight must be >= 0, got {self.reconstruction_weight}")
         if self.distill_weight < 0:
             raise KTMError(f"distill_weight must be >= 0, got {self.distill_weight}")

@@ -175,8 +175,7 @@ def train(
                 group["lr"] = group["base_lr"] * config.lr_factor(step)
             batch = order.take(step * config.batch_size, config.batch_size)
             n_answer = sum(len(data.answer[i]) for i in batch)
-            recon_weight = config.reconstruction_weight or 0.0
-            recon = recon_weight > 0
+            recon = config.reconstruction_weight > 0
             cap = config.reconstruction_max_tokens
             n_recon = sum(len(data.prompt[i][:cap] if cap else data.prompt[i]) for i in batch)
             # Each loss is a mean over the global batch's tokens; DDP averages gradients over
@@ -184,7 +183,7 @@ def train(
             weights = torch.tensor(
                 [
                     world / n_answer,
-                    world * recon_weight / max(1, n_recon),
+                    world * config.reconstruction_weight / max(1, n_recon),
                     world * config.distill_weight / n_answer,
                 ],
                 device=accelerator.device,
