@@ -1,7 +1,7 @@
 """Where a trained tree run goes wrong: test accuracy by how the two asked-about nodes relate.
 
-Reads RUN/config.json for the stage, number of test trees and data seed, regenerates the
-run's test split (the same examples `ktm train` evaluated), classifies it with RUN/model, and
+Loads the run's test split the way `ktm train` did (from RUN/config.json), classifies it with
+RUN/model, and
 writes accuracy per relation of (Parent, Child) in the tree — parent (label true), reverse
 (child above parent), ancestor two or more levels up, sibling, other — and per label:
 
@@ -12,16 +12,15 @@ Used in docs/learnability.md §2.11.
 
 import argparse
 import collections
-import json
-import os
 from pathlib import Path
 
 import torch
 
 from ktm.evaluation import predict_labels
-from ktm.io_utils import write_json_atomic
+from ktm.io_utils import read_json, write_json_atomic
 from ktm.model import KTMModel
-from ktm.tasks.tree import TREE_LABELS, generate_split
+from ktm.runs import RunConfig, load_stages
+from ktm.tasks.tree import TREE_LABELS
 
 
 def parents(prompt: str) -> dict[str, str | None]:
@@ -61,23 +60,22 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="JSON file to write")
     args = parser.parse_args()
     run = Path(args.run)
-    config = json.loads((run / "config.json").read_text())
-    data = config["data"]
-    (stage,) = data["stages"]
-    test = generate_split(stage, data["test_trees"], data["data_seed"] + 1)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[config["dtype"]]
-    model = KTMModel.from_pretrained(run / "model", dtype=dtype)
+    cfg = RunConfig.from_dict(read_json(run / "config.json", "run config"))
+    stages, _ = load_stages(cfg.data)
+    stage = stages[-1]
+    test = stage.test
+    model = KTMModel.from_pretrained(run / "model", dtype=getattr(torch, cfg.dtype))
     preds = predict_labels(model, test, TREE_LABELS, progress=True)
     counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     for example, pred in zip(test, preds, strict=True):
-        for key in (relation(example.prompt), f"label={example.label}"):
+        question = example.prompt + (example.suffix or "")  # --split-question runs
+        for key in (relation(question), f"label={example.label}"):
             counts[key][0] += pred == example.label
             counts[key][1] += 1
     result = {
         "run": str(run),
-        "k": config["ktm"]["k"],
-        "stage": stage,
+        "k": cfg.ktm.k,
+        "stage": stage.name,
         "examples": len(test),
         "accuracy_by_group": {
             k: {"correct": c, "n": n, "accuracy": round(c / n, 4)}
