@@ -122,7 +122,7 @@ def test_init_from_a_training_checkpoint_of_the_run(pretrained, tiny_model_dir):
 
 def test_pretrain_on_a_tasks_training_prompts(tiny_model_dir, tmp_path, capsys):
     """``--task`` reads the task's training prompts as the text; the data options round-trip
-    through config.json, so the run resumes; neither or both text sources is refused."""
+    through config.json, so the run resumes; ``--text`` adds to them; no source is refused."""
     from ktm.runs import PretrainConfig
 
     out = tmp_path / "run"
@@ -144,11 +144,12 @@ def test_pretrain_on_a_tasks_training_prompts(tiny_model_dir, tmp_path, capsys):
     assert main(args + ["--out", str(out), "--resume"]) == 0
     capsys.readouterr()
     (tmp_path / "x.txt").write_text(TEXT)
-    assert main(args + ["--text", str(tmp_path / "x.txt"), "--out", str(tmp_path / "b")]) == 2
-    assert "one of the two" in capsys.readouterr().err
+    assert main(args + ["--text", str(tmp_path / "x.txt"), "--out", str(tmp_path / "b")]) == 0
+    both = json.loads((tmp_path / "b" / "metrics.json").read_text())["chunks"]
+    assert both > metrics["chunks"] + 20  # TEXT alone holds well over 20 chunks of 16
     no_source = [a for a in args if a not in ("--task", "tree")]
     assert main(no_source + ["--out", str(tmp_path / "c")]) == 2
-    assert "one of the two" in capsys.readouterr().err
+    assert "--task" in capsys.readouterr().err
 
 
 def _tree_data(tmp_path):
@@ -191,6 +192,35 @@ def test_default_recipe_pretrains_on_the_tasks_prompts_first(tiny_model_dir, tmp
     assert not (fresh / "pretrain").exists()
     assert "pretrain" not in json.loads((fresh / "metrics.json").read_text())
     assert json.loads((fresh / "config.json").read_text())["train"]["lr"] == 1e-3
+
+
+def test_pretrain_text_adds_to_the_default_recipes_text(tiny_model_dir, tmp_path, capsys):
+    """``--pretrain-text`` feeds the built-in phase more text after the task's prompts; a
+    phase that would read its text many times says so; the option is refused (exit 2) where
+    there is no phase, and a missing file fails before the run folder is written."""
+    data = _tree_data(tmp_path)
+    corpus = tmp_path / "more.txt"
+    corpus.write_text("\n\n".join([TEXT] * 3))
+    args = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
+            "--steps", "3", "--batch-size", "8", "--eval-every", "0", "--pretrain-steps", "60",
+            "--no-progress"]  # fmt: skip
+    assert main(args + ["--out", str(tmp_path / "own")]) == 0
+    assert "reads each of its" in capsys.readouterr().err  # 30 small trees, 60 steps of 8
+    assert main(args + ["--pretrain-text", str(corpus), "--out", str(tmp_path / "more")]) == 0
+    assert "reads each of its" not in capsys.readouterr().err
+    own = json.loads((tmp_path / "own" / "metrics.json").read_text())["pretrain"]["chunks"]
+    more = json.loads((tmp_path / "more" / "metrics.json").read_text())
+    assert more["pretrain"]["chunks"] > own + 60
+    saved = json.loads((tmp_path / "more" / "config.json").read_text())
+    assert saved["pretrain_text"] == [str(corpus)]
+    pre = json.loads((tmp_path / "more" / "pretrain" / "config.json").read_text())
+    assert pre["texts"] == [str(corpus)] and pre["data"]["data_dir"] == str(data)
+    missing = tmp_path / "missing.txt"
+    assert main(args + ["--pretrain-text", str(missing), "--out", str(tmp_path / "m")]) == 2
+    assert str(missing) in capsys.readouterr().err and not (tmp_path / "m").exists()
+    no_phase = args + ["--pretrain-steps", "0", "--pretrain-text", str(corpus)]
+    assert main(no_phase + ["--out", str(tmp_path / "n")]) == 2
+    assert "pretrain_text" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

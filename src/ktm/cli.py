@@ -204,6 +204,14 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pretrain-lr", type=float, default=1e-3, help="learning rate of the pre-training phase"
     )
+    p.add_argument(
+        "--pretrain-text",
+        action="append",
+        default=[],
+        help="unlabeled text of the task's kind for the pre-training phase, read after the "
+        "task's own prompts: a .txt (paragraphs) or .jsonl file with a 'text' field "
+        "(repeatable); worth it when the training split is small",
+    )
 
 
 def _add_data_options(
@@ -341,13 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--text",
         action="append",
         default=[],
-        help="a .txt file (paragraphs) or .jsonl file (repeatable); or use --task",
+        help="a .txt file (paragraphs) or .jsonl file (repeatable); and/or --task",
     )
     pre.add_argument(
         "--task",
         default=None,
-        help="instead of --text: the training prompts of this task (labels unused), read "
-        "with the data options below",
+        help="the training prompts of this task (labels unused), read with the data options "
+        "below; read before any --text",
     )
     _add_data_options(pre, for_training=False, with_task=False)
     pre.add_argument("--text-field", default="text", help="JSONL field holding the text")

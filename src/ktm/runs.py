@@ -163,6 +163,7 @@ class DataConfig:
             raise KTMError(f"labels must name at least two distinct labels, got {self.labels}")
 
 
+MANY_PASSES = 4  # pre-training passes over its text above which a run gets a note
 FINETUNE_LR = 3e-4  # the task phase's learning rate after pre-training (resolved())
 
 
@@ -185,6 +186,7 @@ class RunConfig:
     pretrain_steps: int | None = None
     pretrain_chunk_tokens: int = 32
     pretrain_lr: float = DEFAULT_LR
+    pretrain_text: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_dtype(self.dtype)
@@ -201,6 +203,11 @@ class RunConfig:
             )
         if self.pretrain_chunk_tokens < 2:
             raise KTMError(f"pretrain_chunk_tokens must be >= 2, got {self.pretrain_chunk_tokens}")
+        if self.pretrain_text and not self.resolved_pretrain_steps:
+            raise KTMError(
+                "pretrain_text is read by the pre-training phase, which this run does not have "
+                "(it needs K > 1 with the MLP merger, no init_from, and pretrain_steps not 0)"
+            )
 
     @property
     def _has_mlp_merger(self) -> bool:
@@ -351,6 +358,7 @@ def _pretrain_phase(
             model=cfg.model,
             ktm=cfg.ktm,
             train=train_cfg,
+            texts=list(cfg.pretrain_text),
             data=cfg.data,
             chunk_tokens=cfg.pretrain_chunk_tokens,
             dtype=cfg.dtype,
@@ -401,6 +409,10 @@ def run_training(
     if len(stages) > 1 and not cfg.curriculum:
         raise KTMError("several stages need curriculum training (--curriculum)")
     teacher = load_teacher(cfg.teacher, model, getattr(torch, cfg.dtype)) if cfg.teacher else None
+    if cfg.pretrain_text:
+        from .pretrain import read_texts
+
+        read_texts(cfg.pretrain_text)  # a missing or unreadable file fails here, not mid-run
     state = _write_run_config(out, cfg.to_dict())
     pretrain_info = _pretrain_phase(cfg, model, out, resume, progress)
     cfg.train.progress = progress
@@ -486,8 +498,9 @@ def run_training(
 class PretrainConfig:
     """Merger pre-training by reconstruction (see :mod:`ktm.pretrain`).
 
-    The text comes from ``texts`` (plain-text or JSONL files) or, with ``data``, from a task's
-    training prompts (labels unused): the prompts a task run will compress.
+    The text comes from ``texts`` (plain-text or JSONL files) and/or, with ``data``, from a
+    task's training prompts (labels unused): the prompts a task run will compress. The task's
+    prompts come first, so the held-out chunks are the task's own when there is a task.
     """
 
     model: str
@@ -502,8 +515,8 @@ class PretrainConfig:
     data: DataConfig | None = None
 
     def __post_init__(self) -> None:
-        if bool(self.texts) == (self.data is not None):
-            raise KTMError("give text files (--text) or a task (--task), one of the two")
+        if not self.texts and self.data is None:
+            raise KTMError("give text files (--text), a task (--task), or both")
         _check_dtype(self.dtype)
         if self.max_chunks <= self.holdout_chunks:
             raise KTMError("max_chunks must exceed holdout_chunks")
@@ -583,7 +596,8 @@ def run_pretraining(
         # What a task run compresses: its training prompts, each once (balanced data repeats
         # them); suffixes stay as tokens, so there is nothing to learn from them; no labels.
         stages, _ = load_stages(cfg.data, model.tokenizer)
-        texts = list(dict.fromkeys(e.prompt for stage in stages for e in stage.train))
+        prompts = list(dict.fromkeys(e.prompt for stage in stages for e in stage.train))
+        texts = prompts + texts
     chunks = text_chunks(model.tokenizer, texts, cfg.chunk_tokens, cfg.max_chunks)
     if len(chunks) < 2:
         raise NotEnoughText(
@@ -594,6 +608,17 @@ def run_pretraining(
     cfg.train.progress = progress
     held = reconstruction_examples(chunks[:holdout])
     examples = reconstruction_examples(chunks[holdout:])
+    passes = cfg.train.steps * cfg.train.batch_size * cfg.train.grad_accum / len(examples)
+    if passes > MANY_PASSES and state.is_main_process and not resume:
+        # Seen that often, 593 chunks of tree prompts did not carry to new trees
+        # (docs/learnability.md §2.7); 11,912 chunks read once did.
+        print(
+            f"ktm: note: pre-training reads each of its {len(examples)} chunks ~{passes:.0f} "
+            f"times; a merger learnt from so little text may not carry to new prompts — add "
+            f"unlabeled text of the same kind (--pretrain-text for `ktm train`, --text for "
+            f"`ktm pretrain`)",
+            file=sys.stderr,
+        )
     result = train(
         model,
         examples,
