@@ -19,6 +19,38 @@ def test_block_index_counts(k):
     assert (idx >= 0).sum().item() == sum(lengths)
 
 
+def test_block_index_with_context_reads_the_tokens_before_each_block():
+    idx = block_index([5, 2], k=2, context=3)
+    assert idx.tolist() == [
+        [-1, -1, -1, 0, 1],
+        [-1, 0, 1, 2, 3],
+        [1, 2, 3, 4, -1],
+        [-1, -1, -1, 5, 6],  # never the previous prompt's tokens
+    ]
+
+
+def test_context_merger_uses_the_context_and_widens_from_a_plain_one():
+    """The context changes the output (a block cut mid-line can tell what came before it);
+    a plain merger's weights widened with zero columns compute exactly what they did."""
+    from ktm.merger import widen_context
+
+    torch.manual_seed(0)
+    plain = MLPMerger(k=2, hidden_size=4, hidden_factor=1.0, init="random")
+    wide = MLPMerger(k=2, hidden_size=4, hidden_factor=1.0, init="random", context=2)
+    assert wide.mlp[0].in_features == 4 * 4 and wide.mlp[2].out_features == 2 * 4
+    own = torch.randn(3, 2, 4)
+    ctx_a, ctx_b = torch.randn(3, 2, 4), torch.randn(3, 2, 4)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    out_a = wide(torch.cat([ctx_a, own], 1), mask)
+    assert not torch.allclose(out_a, wide(torch.cat([ctx_b, own], 1), mask))
+    wide.load_state_dict(widen_context(plain.state_dict(), wide))
+    expected = plain(own, torch.ones(3, 2, dtype=torch.bool))
+    torch.testing.assert_close(wide(torch.cat([ctx_a, own], 1), mask), expected)
+    # The mean stays over the block's own tokens: with mean-init it is the block mean.
+    fresh = MLPMerger(k=2, hidden_size=4, hidden_factor=1.0, context=2)
+    torch.testing.assert_close(fresh(torch.cat([ctx_a, own], 1), mask), own.mean(1))
+
+
 def test_masked_mean_ignores_empty_slots():
     blocks = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [0.0, 0.0]]])
     mask = torch.tensor([[True, True], [True, False]])
@@ -62,6 +94,10 @@ def test_hidden_factor_any_k_and_paper_defaults():
         {"merger_init": "zeros"},
         {"lora_dropout": 1.5},
         {"merger_hidden_factor": 0},
+        {"merger_context": -1},
+        {"merger_context": 1.5},
+        {"merger_context": 2, "merger": "mean"},
+        {"merger_context": 2, "k": 1},
     ],
 )
 def test_bad_config_is_rejected(kwargs):

@@ -39,9 +39,11 @@ def test_k1_equals_base_model_logits(make_model, tiny_base):
     assert torch.allclose(ktm_logits, ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("k,merger", [(1, "mean"), (3, "mlp"), (4, "mean"), (4, "mlp")])
-def test_batch_invariance(make_model, k, merger):
-    model = make_model(k=k, merger=merger, merger_init="random")
+@pytest.mark.parametrize(
+    "k,merger,context", [(1, "mean", 0), (3, "mlp", 0), (4, "mean", 0), (4, "mlp", 0), (4, "mlp", 3)]
+)
+def test_batch_invariance(make_model, k, merger, context):
+    model = make_model(k=k, merger=merger, merger_init="random", merger_context=context)
     alone = torch.cat([model.next_token_logits([p]) for p in PROMPTS])
     together = model.next_token_logits(PROMPTS)
     reordered = model.next_token_logits(PROMPTS[::-1]).flip(0)

@@ -106,6 +106,25 @@ def test_bench_pretrained_arm_starts_from_init_and_others_fresh(
     assert main([*no_init[:-3], "--out", str(tmp_path / "c")]) == 2
 
 
+def test_a_context_merger_starts_from_a_plain_pretrained_one(pretrained, tiny_model_dir):
+    """``merger_context`` > 0 can start from a merger pre-trained without context (the extra
+    weights start at zero: same outputs, then trainable); never the other way round, and a
+    training checkpoint must match exactly."""
+    plain = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
+    plain.init_from(pretrained)
+    wide = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4, merger_context=4))
+    wide.init_from(pretrained)
+    prompts = ["the quick brown fox jumps over the lazy dog number 7"]
+    torch.testing.assert_close(wide.next_token_logits(prompts), plain.next_token_logits(prompts))
+    with pytest.raises(KTMError, match="merger_context"):
+        wide.init_from(sorted((pretrained / "checkpoints").glob("step-*"))[-1])
+    wide_dir = pretrained.parent / "wide"
+    wide.save_pretrained(wide_dir)
+    assert KTMModel.from_pretrained(wide_dir).config.merger_context == 4
+    with pytest.raises(KTMError, match="merger_context=4"):
+        KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4)).init_from(wide_dir)
+
+
 def test_init_from_a_training_checkpoint_of_the_run(pretrained, tiny_model_dir):
     step = sorted((pretrained / "checkpoints").glob("step-*"))[-1]
     from_ckpt = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))

@@ -36,12 +36,14 @@ def test_sample_order_is_reproducible_and_covers_epochs():
     assert SampleOrder(10, seed=3).take(5, 10) == first[5:] + order.take(10, 5)
 
 
-def test_loss_decreases(tiny_model_dir, tmp_path):
-    model = _model(tiny_model_dir)
+@pytest.mark.parametrize("context", [0, 4])
+def test_loss_decreases(tiny_model_dir, tmp_path, context):
+    model = _model(tiny_model_dir, merger_context=context)
     result = train(model, EXAMPLES, _cfg(steps=30, lr=2e-2, save_every=0), tmp_path / "run")
     losses = [r["loss"] for r in result.history]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
-    assert (tmp_path / "run" / "model" / "ktm_config.json").is_file()
+    saved = tmp_path / "run" / "model"
+    assert KTMModel.from_pretrained(saved).config.merger_context == context
 
 
 class _Crash(Exception):
@@ -214,7 +216,7 @@ def test_recipe_round_trips_through_saved_run_config(tiny_model_dir, tmp_path):
 
     cfg = RunConfig(
         model=str(tiny_model_dir),
-        ktm=KTMConfig(k=4, merger_init="random", lora_r=8),
+        ktm=KTMConfig(k=4, merger_init="random", lora_r=8, merger_context=2),
         train=TrainConfig(
             steps=1, batch_size=2, reconstruction_weight=0.5, distill_weight=0.3, progress=False
         ),
@@ -225,6 +227,7 @@ def test_recipe_round_trips_through_saved_run_config(tiny_model_dir, tmp_path):
     back = RunConfig.from_dict(saved)
     assert back.to_dict() == cfg.resolved().to_dict()  # the recipe's defaults, decided
     assert back.train.reconstruction_weight == 0.5 and back.ktm.lora_r == 8
+    assert back.ktm.merger_context == 2
     assert back.train.lr == 3e-4  # the pre-trained merger is fine-tuned at the lower rate
 
 

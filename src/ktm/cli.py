@@ -69,6 +69,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         choices=["none", "token"],
         help="token: rescale merged embeddings to their tokens' mean norm",
     )
+    g.add_argument(
+        "--merger-context",
+        type=_non_negative_int,
+        default=0,
+        help="tokens before each block the MLP merger also reads (default 0: the block alone)",
+    )
     g.add_argument("--lora-r", type=int, default=4, help="LoRA rank (0 disables LoRA)")
     g.add_argument("--lora-alpha", type=float, default=16)
     g.add_argument("--lora-dropout", type=float, default=0.05)

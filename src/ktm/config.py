@@ -32,6 +32,10 @@ class KTMConfig:
             exactly at mean pooling; ``"random"`` is the paper's default init.
         merger_norm: ``"token"`` rescales each merged embedding to the mean norm of its
             block's token embeddings (the scale the LM reads); ``"none"`` is the paper's.
+        merger_context: tokens before each block that the MLP merger also reads (0, the
+            paper's merger, reads the block alone). Blocks still do not overlap in the output:
+            one embedding per K tokens; the context only tells the merger what its block
+            continues (a word, a line's indentation) that was cut at the block boundary.
         lora_r, lora_alpha, lora_dropout: LoRA hyper-parameters (paper: 4, 16, 0.05).
         lora_targets: module names to adapt; ``None`` adapts every linear layer of the
             decoder (q, k, v, o, gate, up, down for Llama).
@@ -47,6 +51,7 @@ class KTMConfig:
     merger_hidden_factor: float | None = None
     merger_init: str = "mean"
     merger_norm: str = "none"
+    merger_context: int = 0
     lora_r: int = 4
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -67,6 +72,14 @@ class KTMConfig:
         if self.merger_norm not in MERGER_NORMS:
             raise KTMError(
                 f"merger_norm must be one of {', '.join(MERGER_NORMS)}, got {self.merger_norm!r}"
+            )
+        c = self.merger_context
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+            raise KTMError(f"merger_context must be an integer >= 0, got {c!r}")
+        if c and (self.merger != "mlp" or self.k == 1):
+            raise KTMError(
+                f"merger_context={c} needs the MLP merger at K > 1 (got merger={self.merger!r}, "
+                f"k={self.k}); leave it at 0"
             )
         if self.merger_hidden_factor is not None and not self.merger_hidden_factor > 0:
             raise KTMError(f"merger_hidden_factor must be > 0, got {self.merger_hidden_factor!r}")

@@ -2,7 +2,8 @@
 
 A merger sees blocks that were cut per prompt (never across prompts or padding), as a
 flat batch ``(N, K, d)`` with a token mask ``(N, K)``: a prompt's last block may be partial,
-and its missing slots are zero and masked out.
+and its missing slots are zero and masked out. An MLP merger with ``context`` C > 0 gets
+``(N, C + K, d)``: the C tokens before each block first (masked before the prompt starts).
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ class MeanMerger(nn.Module):
 class MLPMerger(nn.Module):
     """The paper's encoder: block mean + MLP(concat of the K embeddings).
 
-    MLP = Linear(K·d → h) · ReLU · Linear(h → K·d) · ReLU · Linear(K·d → d), h = int(c·K)·d.
-    The concatenation keeps token order inside the block, which the mean cannot see.
+    MLP = Linear((C+K)·d → h) · ReLU · Linear(h → K·d) · ReLU · Linear(K·d → d), h = int(c·K)·d,
+    where C (``context``, default 0: the paper's) is a number of tokens before the block that
+    the MLP also reads; the mean is over the block's own tokens. The concatenation keeps token
+    order inside the block, which the mean cannot see.
     With ``init="mean"`` the last layer starts at zero, so the merger starts as mean pooling.
     """
 
@@ -67,15 +70,17 @@ class MLPMerger(nn.Module):
         hidden_factor: float,
         init: str = "mean",
         norm: str = "none",
+        context: int = 0,
     ) -> None:
         super().__init__()
         self.k = k
+        self.context = context
         self.hidden_size = hidden_size
         self.norm = norm
         width = k * hidden_size
         inner = max(1, int(hidden_factor * k)) * hidden_size
         self.mlp = nn.Sequential(
-            nn.Linear(width, inner),
+            nn.Linear((context + k) * hidden_size, inner),
             nn.ReLU(),
             nn.Linear(inner, width),
             nn.ReLU(),
@@ -86,16 +91,36 @@ class MLPMerger(nn.Module):
             nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, blocks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(N, K, d), (N, K) -> (N, d), in the dtype of ``blocks``.
+        """(N, C + K, d), (N, C + K) -> (N, d), in the dtype of ``blocks``.
 
+        The first C slots are the context (zero and masked out before the prompt starts).
         The merger computes in its own dtype (fp32 by default, also under a bf16 base model).
         """
         x = blocks.to(self.mlp[0].weight.dtype)
-        flat = x.reshape(x.shape[0], self.k * self.hidden_size)
-        out = masked_block_mean(x, mask) + self.mlp(flat)
+        flat = x.reshape(x.shape[0], (self.context + self.k) * self.hidden_size)
+        own, own_mask = x[:, self.context :], mask[:, self.context :]
+        out = masked_block_mean(own, own_mask) + self.mlp(flat)
         if self.norm == "token":
-            out = match_token_norm(out, x, mask)
+            out = match_token_norm(out, own, own_mask)
         return out.to(blocks.dtype)
+
+
+def widen_context(state: dict[str, torch.Tensor], merger: nn.Module) -> dict[str, torch.Tensor]:
+    """Fit the weights of an MLP merger with less context to ``merger``.
+
+    The first layer gets zero columns for the extra context slots (which come first in its
+    input), so the widened merger computes exactly what the saved one did until training
+    teaches it to use the context.
+    """
+    key = "mlp.0.weight"
+    if not isinstance(merger, MLPMerger) or key not in state:
+        return state
+    saved, want = state[key], merger.mlp[0].weight
+    extra = want.shape[1] - saved.shape[1]
+    if extra <= 0 or saved.shape[0] != want.shape[0]:
+        return state  # same or other shape: the strict load reports a mismatch
+    pad = saved.new_zeros(saved.shape[0], extra)
+    return {**state, key: torch.cat([pad, saved], dim=1)}
 
 
 def build_merger(config: KTMConfig, hidden_size: int) -> nn.Module:
@@ -103,5 +128,10 @@ def build_merger(config: KTMConfig, hidden_size: int) -> nn.Module:
     if config.k == 1 or config.merger == "mean":
         return MeanMerger(config.k, hidden_size)
     return MLPMerger(
-        config.k, hidden_size, config.hidden_factor, config.merger_init, config.merger_norm
+        config.k,
+        hidden_size,
+        config.hidden_factor,
+        config.merger_init,
+        config.merger_norm,
+        config.merger_context,
     )

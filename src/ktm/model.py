@@ -16,7 +16,7 @@ from .base_models import DEFAULT_MODEL, load_base
 from .config import KTMConfig
 from .errors import KTMError
 from .io_utils import atomic_dir, read_json, write_json_atomic
-from .merger import build_merger
+from .merger import build_merger, widen_context
 from .packing import CompressedBatch, pack
 from .sampling import SamplingConfig, choose_next
 
@@ -536,7 +536,7 @@ class KTMModel(nn.Module):
             if not run_config.is_file():
                 raise KTMError(f"checkpoint {path} has no run config at {run_config}")
             other = KTMConfig.from_dict(read_json(run_config, "run config")["ktm"])
-            self._check_same_shape(path, other)
+            self._check_same_shape(path, other, widen=False)
             load_trainable(path, self)
             return
         path = checkpoint_folder(path)
@@ -545,8 +545,8 @@ class KTMModel(nn.Module):
             path, meta.get("base_model_info", {}), _base_info(self.causal_lm), self.base_model
         )
         other = KTMConfig.from_dict(meta["config"])
-        self._check_same_shape(path, other)
-        _load_merger(self.merger, path / MERGER_NAME)
+        self._check_same_shape(path, other, widen=True)
+        _load_merger(self.merger, path / MERGER_NAME, widen_context)
         if self.config.lora_r > 0:
             from peft import set_peft_model_state_dict
 
@@ -561,8 +561,16 @@ class KTMModel(nn.Module):
                     f"adapter {file} does not fit this model: {result.unexpected_keys[:2]}"
                 )
 
-    def _check_same_shape(self, path: Path, other: KTMConfig) -> None:
-        """``other`` (a saved model's config) must have this model's K, merger and LoRA shape."""
+    def _check_same_shape(self, path: Path, other: KTMConfig, widen: bool) -> None:
+        """``other`` (a saved model's config) must have this model's K, merger and LoRA shape;
+        with ``widen``, its merger may read less context (see :func:`widen_context`)."""
+        mine, theirs = self.config.merger_context, other.merger_context
+        if theirs > mine or (theirs != mine and not widen):
+            how = "" if widen else " (a training checkpoint must match exactly)"
+            raise KTMError(
+                f"{path} was trained with merger_context={theirs} but this model has "
+                f"merger_context={mine}{how}; a merger can only start from one with less context"
+            )
         for key in (
             "k",
             "merger",
@@ -627,7 +635,8 @@ class KTMModel(nn.Module):
         return cls(lm, tokenizer, merger, config, name)
 
 
-def _load_merger(merger: nn.Module, file: Path) -> None:
+def _load_merger(merger: nn.Module, file: Path, adapt: Callable | None = None) -> None:
+    """Load ``file`` into ``merger`` strictly, after ``adapt(state, merger)`` if given."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -637,6 +646,8 @@ def _load_merger(merger: nn.Module, file: Path) -> None:
         state = load_file(str(file))
     except (SafetensorError, OSError, RuntimeError) as e:
         raise KTMError(f"merger weights {file} are unreadable or corrupt: {e}") from None
+    if adapt is not None:
+        state = adapt(state, merger)
     try:
         merger.load_state_dict(state, strict=True)
     except RuntimeError as e:

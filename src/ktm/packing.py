@@ -47,24 +47,27 @@ class CompressedBatch:
         return 1.0 - sum(self.tokens_out) / total_in if total_in else 0.0
 
 
-def block_index(lengths: Sequence[int], k: int) -> torch.Tensor:
+def block_index(lengths: Sequence[int], k: int, context: int = 0) -> torch.Tensor:
     """Index of each block slot into the flat concatenation of the prompts' tokens.
 
     Args:
         lengths: tokens per prompt.
         k: block size.
+        context: slots before each block for the tokens that precede it in its prompt.
     Returns:
-        (sum ⌈T_i/K⌉, K) long; -1 marks the empty slots of a prompt's final partial block.
+        (sum ⌈T_i/K⌉, context + K) long; -1 marks empty slots: those of a prompt's final
+        partial block, and context slots before the prompt's first token.
     """
     rows = []
     offset = 0
     for t in lengths:
         n = math.ceil(t / k)
-        slots = torch.arange(n * k).view(n, k)
-        rows.append(torch.where(slots < t, slots + offset, torch.full_like(slots, -1)))
+        slots = torch.arange(n)[:, None] * k + torch.arange(-context, k)
+        real = (slots >= 0) & (slots < t)
+        rows.append(torch.where(real, slots + offset, torch.full_like(slots, -1)))
         offset += t
     if not rows:
-        return torch.empty(0, k, dtype=torch.long)
+        return torch.empty(0, context + k, dtype=torch.long)
     return torch.cat(rows)
 
 
@@ -81,7 +84,8 @@ def pack(
 
     Args:
         embed: the base model's input embedding, (n,) long -> (n, d).
-        merger: a block merger, (M, K, d), (M, K) -> (M, d).
+        merger: a block merger, (M, C + K, d), (M, C + K) -> (M, d), where C is its
+            ``context`` attribute (tokens before the block it also reads; 0 if absent).
         k: block size.
         prompt_ids: per row, token ids to compress.
         suffix_ids: per row, token ids kept as they are after the compressed prompt.
@@ -101,7 +105,8 @@ def pack(
     d = merger.hidden_size
     prompt_embeds, tail_embeds = token_embeds[: len(flat_prompt)], token_embeds[len(flat_prompt) :]
 
-    idx = block_index(prompt_lens, k).to(device)
+    # The merger may read tokens before each block too (its ``context``, 0 for most).
+    idx = block_index(prompt_lens, k, getattr(merger, "context", 0)).to(device)
     slot_mask = idx >= 0
     padded = torch.cat([prompt_embeds, prompt_embeds.new_zeros(1, d)])
     blocks = padded[idx]  # -1 picks the zero row at the end
