@@ -40,7 +40,8 @@ def test_k1_equals_base_model_logits(make_model, tiny_base):
 
 
 @pytest.mark.parametrize(
-    "k,merger,context", [(1, "mean", 0), (3, "mlp", 0), (4, "mean", 0), (4, "mlp", 0), (4, "mlp", 3)]
+    "k,merger,context",
+    [(1, "mean", 0), (3, "mlp", 0), (4, "mean", 0), (4, "mlp", 0), (4, "mlp", 3)],
 )
 def test_batch_invariance(make_model, k, merger, context):
     model = make_model(k=k, merger=merger, merger_init="random", merger_context=context)
