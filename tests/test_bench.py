@@ -66,6 +66,11 @@ def test_speed_benchmarks_write_json(tiny_model_dir, tmp_path):
     assert k1["merger_flops_share"] == 0 < k4["merger_flops_share"] < 1  # K = 1: no merger
     assert k1["decode_tokens_per_s"] > 0 and k4["decode_vs_k1"] > 0
     assert k1["prefill_peak_mib"] >= 0 and k4["prefill_peak_mib"] >= 0
+    ctx = tmp_path / "c.json"  # a merger that reads 4 tokens of context costs more
+    assert main(["bench", "speed", "--model", str(tiny_model_dir), "--k", "1,4", "--lengths", "64",
+                 "--repeats", "1", "--merger-context", "4", "--out", str(ctx)]) == 0  # fmt: skip
+    c1, c4 = json.loads(ctx.read_text())["rows"]
+    assert c1["merger_flops_share"] == 0 and c4["merger_flops_share"] > k4["merger_flops_share"]
     out = tmp_path / "t.json"
     assert main(["bench", "train-speed", "--model", str(tiny_model_dir), "--k", "1,2",
                  "--steps", "1", "--batch-size", "2", "--out", str(out)]) == 0  # fmt: skip

@@ -472,6 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_speed_options(bs)
     bs.add_argument("--lengths", default="512,2048", help="prompt lengths in tokens")
     bs.add_argument("--batch-sizes", default="1")
+    bs.add_argument(
+        "--merger-context",
+        type=_non_negative_int,
+        default=0,
+        help="tokens before each block the merger also reads (at K > 1; see ktm train)",
+    )
     bs.add_argument("--repeats", type=_positive_int, default=5)
     bs.add_argument(
         "--decode-steps", type=_positive_int, default=16, help="decode steps timed per arm"
@@ -631,6 +637,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         ks,
         dtype=getattr(torch, args.dtype),
         merger_hidden_factor=args.merger_hidden_factor,
+        merger_context=args.merger_context,
     )
 
     def save(rows: list[dict]) -> None:  # after every cell: a long grid keeps what it measured
@@ -641,6 +648,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
                 "model": args.model,
                 "dtype": args.dtype,
                 "merger_hidden_factor": args.merger_hidden_factor,
+                "merger_context": args.merger_context,
                 "repeats": args.repeats,
                 "decode_steps": args.decode_steps,
                 "machine": _machine(),

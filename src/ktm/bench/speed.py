@@ -169,11 +169,13 @@ def prefill_flops(model: KTMModel, tokens: int) -> float:
 def build_arms(
     base: str, ks: list[int], dtype: torch.dtype = torch.float32, **config
 ) -> dict[int, KTMModel]:
-    """One KTMModel per K (paper-sized merger, LoRA attached and unmerged)."""
+    """One KTMModel per K (paper-sized merger, LoRA attached and unmerged). ``config`` holds
+    other :class:`KTMConfig` fields; ``merger_context`` applies only where K > 1."""
     arms = {}
     for k in ks:
         torch.manual_seed(0)
-        arms[k] = KTMModel.from_base(base, KTMConfig(k=k, merger_init="random", **config), dtype)
+        cfg = {**config, "merger_context": config.get("merger_context", 0) if k > 1 else 0}
+        arms[k] = KTMModel.from_base(base, KTMConfig(k=k, merger_init="random", **cfg), dtype)
     return arms
 
 
