@@ -1,9 +1,9 @@
 """Where a trained tree run goes wrong: test accuracy by how the two asked-about nodes relate.
 
 Loads the run's test split the way `ktm train` did (from RUN/config.json), classifies it with
-RUN/model, and
-writes accuracy per relation of (Parent, Child) in the tree — parent (label true), reverse
-(child above parent), ancestor two or more levels up, sibling, other — and per label:
+RUN/model, and writes accuracy per relation of (Parent, Child) in the tree — parent (label
+true), reverse (child above parent), ancestor two or more levels up, sibling, other — and per
+label:
 
     python scripts/tree_error_breakdown.py runs/s7-med-k4-from-small --out breakdown.json
 

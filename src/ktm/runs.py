@@ -608,7 +608,7 @@ def run_pretraining(
     cfg.train.progress = progress
     held = reconstruction_examples(chunks[:holdout])
     examples = reconstruction_examples(chunks[holdout:])
-    passes = cfg.train.steps * cfg.train.batch_size * cfg.train.grad_accum / len(examples)
+    passes = cfg.train.steps * cfg.train.batch_size / len(examples)  # batch_size: per step
     if passes > MANY_PASSES and state.is_main_process and not resume:
         # Seen that often, 593 chunks of tree prompts did not carry to new trees
         # (docs/learnability.md §2.7); 11,912 chunks read once did.
