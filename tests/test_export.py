@@ -86,3 +86,13 @@ def test_cli_export(make_model, tmp_path):
     assert (tmp_path / "e" / "ktm" / "export.json").is_file()
     assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "f")]) == 2
     assert not (tmp_path / "f").exists()
+
+
+def test_spread_positions_are_not_exported_for_vllm(make_model, tmp_path):
+    model = make_model(k=4, positions="spread")
+    model.save_pretrained(tmp_path / "m")
+    with pytest.raises(KTMError, match="positions='spread'.*ktm serve"):
+        export_merged(tmp_path / "m", tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+    with pytest.raises(KTMError, match="ktm serve"):
+        prompt_embeds(model, PROMPTS)

@@ -174,3 +174,43 @@ def test_training_attention_switches_only_for_bf16_on_cpu(tiny_model_dir):
     fp32 = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=2))
     with fp32.training_attention():
         assert fp32.causal_lm.config._attn_implementation == "sdpa"
+
+
+def test_spread_positions_match_the_uncompressed_layout(make_model):
+    model = make_model(k=4, merger_init="random", positions="spread")
+    prompt_ids, suffix_ids = model.encode_prompts(PROMPTS[:2], [" Answer:", " x"])
+    batch = model.compress_ids(prompt_ids, suffix_ids, [[5, 6], [7]])
+    for i, (p, s) in enumerate(zip(prompt_ids, suffix_ids)):
+        n = -(-len(p) // 4)
+        row = batch.position_ids[i][batch.attention_mask[i].bool()].tolist()
+        # each block at its last token's position; suffix and answer where they are uncompressed
+        assert row[:n] == [min(4 * (j + 1), len(p)) - 1 for j in range(n)]
+        assert row[n:] == list(range(len(p), len(p) + len(s) + len(batch.answer_ids[i])))
+    for positions in ("compact", "spread"):  # what the server checks = what generation uses
+        m = make_model(k=4, positions=positions)
+        b = m.compress_ids(prompt_ids, suffix_ids)
+        used = (b.position_ids[:, -1] + 1).tolist()
+        sizes = zip(prompt_ids, suffix_ids)
+        assert used == [m.positions_needed(len(p), len(s), 0) for p, s in sizes]
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_spread_positions_generation(make_model, k):
+    spread = make_model(k=k, merger_init="random", positions="spread")
+    compact = make_model(k=k, merger_init="random")
+    logits = spread.next_token_logits(PROMPTS)
+    if k == 1:  # one token per block: the same positions, the same model
+        assert torch.allclose(logits, compact.next_token_logits(PROMPTS), atol=1e-5)
+    else:  # the decoder reads the spread positions: the logits differ from compact ones
+        assert (logits - compact.next_token_logits(PROMPTS)).abs().max() > 1e-4
+    # batched, cached generation agrees with one prompt at a time
+    together = spread.generate(PROMPTS, max_new_tokens=6)
+    assert together == [spread.generate([p], max_new_tokens=6)[0] for p in PROMPTS]
+
+
+def test_spread_positions_count_every_prompt_token_against_the_context(make_model):
+    model = make_model(k=4, positions="spread")
+    with pytest.raises(KTMError, match="positions"):
+        model.generate(["word " * 600], max_new_tokens=4)  # ~600 positions of 512
+    model = make_model(k=4)
+    assert model.generate(["word " * 600], max_new_tokens=2)  # ~150 compact positions

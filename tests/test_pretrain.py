@@ -69,6 +69,9 @@ def test_pretrained_merger_refused_for_other_k_or_base(
     other_base = KTMModel.from_model(*other_shape_base, KTMConfig(k=4))
     with pytest.raises(KTMError, match="hidden_size"):
         other_base.init_from(pretrained)
+    other_positions = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4, positions="spread"))
+    with pytest.raises(KTMError, match="positions='compact'"):
+        other_positions.init_from(pretrained)
 
 
 def test_cli_train_init_from(pretrained, tiny_model_dir, tmp_path):

@@ -75,6 +75,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         default=0,
         help="tokens before each block the MLP merger also reads (default 0: the block alone)",
     )
+    g.add_argument(
+        "--positions",
+        default="compact",
+        choices=["compact", "spread"],
+        help="position ids of the merged prefix: compact 0,1,2,… (paper) or spread: each "
+        "block at its last token's position, suffix and answer where they are uncompressed",
+    )
     g.add_argument("--lora-r", type=int, default=4, help="LoRA rank (0 disables LoRA)")
     g.add_argument("--lora-alpha", type=float, default=16)
     g.add_argument("--lora-dropout", type=float, default=0.05)

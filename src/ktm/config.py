@@ -11,6 +11,7 @@ from .errors import KTMError
 MERGERS = ("mlp", "mean")
 MERGER_INITS = ("mean", "random")
 MERGER_NORMS = ("none", "token")
+POSITIONS = ("compact", "spread")
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
 
 
@@ -36,6 +37,13 @@ class KTMConfig:
             paper's merger, reads the block alone). Blocks still do not overlap in the output:
             one embedding per K tokens; the context only tells the merger what its block
             continues (a word, a line's indentation) that was cut at the block boundary.
+        positions: position ids of the compressed prefix. ``"compact"`` (the paper's) numbers
+            the merged embeddings 0, 1, 2, …; ``"spread"`` gives each the position of its
+            block's last token (K−1, 2K−1, …) and the suffix and answer the positions they
+            have in the uncompressed prompt, so every distance the base model knows (a token
+            to the prompt text it copies or refers to) keeps its scale. Compression of the
+            KV cache is the same; vLLM serving (which numbers prompt embeddings 0, 1, …) needs
+            ``"compact"``.
         lora_r, lora_alpha, lora_dropout: LoRA hyper-parameters (paper: 4, 16, 0.05).
         lora_targets: module names to adapt; ``None`` adapts every linear layer of the
             decoder (q, k, v, o, gate, up, down for Llama).
@@ -52,6 +60,7 @@ class KTMConfig:
     merger_init: str = "mean"
     merger_norm: str = "none"
     merger_context: int = 0
+    positions: str = "compact"
     lora_r: int = 4
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -80,6 +89,10 @@ class KTMConfig:
             raise KTMError(
                 f"merger_context={c} needs the MLP merger at K > 1 (got merger={self.merger!r}, "
                 f"k={self.k}); leave it at 0"
+            )
+        if self.positions not in POSITIONS:
+            raise KTMError(
+                f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}"
             )
         if self.merger_hidden_factor is not None and not self.merger_hidden_factor > 0:
             raise KTMError(f"merger_hidden_factor must be > 0, got {self.merger_hidden_factor!r}")

@@ -38,6 +38,11 @@ def merged_causal_lm(model: KTMModel) -> nn.Module:
     """The base causal LM with ``model``'s LoRA merged in (``model`` is consumed)."""
     if model.config.reduction is not None:
         raise KTMError("token-reduction baselines are not exported; export a merging model")
+    if model.config.positions != "compact":
+        raise KTMError(
+            f"this model reads positions={model.config.positions!r}, but vLLM numbers prompt "
+            f"embeddings 0, 1, 2, …; serve it with `ktm serve`, or train with --positions compact"
+        )
     _untie_output_layer(model.causal_lm)
     lm = model.lm
     if hasattr(lm, "merge_and_unload"):

@@ -232,7 +232,16 @@ class KTMModel(nn.Module):
         budget; ``tokens_in`` still counts the prompt as given.
         """
         reduced = self.reduce_ids(prompt_ids)
-        batch = pack(self.embed, self.merger, self.k, reduced, suffix_ids, answer_ids, self.device)
+        batch = pack(
+            self.embed,
+            self.merger,
+            self.k,
+            reduced,
+            suffix_ids,
+            answer_ids,
+            self.device,
+            self.config.positions,
+        )
         if reduced is not prompt_ids:
             suffixes = suffix_ids if suffix_ids is not None else [[] for _ in prompt_ids]
             batch.tokens_in = [len(p) + len(s) for p, s in zip(prompt_ids, suffixes)]
@@ -409,13 +418,22 @@ class KTMModel(nn.Module):
             return self.head(hidden[:, -1]).float()
 
     # ----------------------------------------------------------------- generation
+    def positions_needed(self, prompt_tokens: int, suffix_tokens: int, new_tokens: int) -> int:
+        """Positions a prompt of ``prompt_tokens`` compressed + ``suffix_tokens`` kept tokens
+        takes with ``new_tokens`` generated (every prompt token counts with ``spread``)."""
+        spread = self.config.positions == "spread"
+        prefix = prompt_tokens if spread else -(-prompt_tokens // self.k)
+        return prefix + suffix_tokens + new_tokens
+
     def _check_length(self, batch: CompressedBatch, new_tokens: int) -> None:
         limit = self.max_positions
-        need = max(batch.tokens_out) + new_tokens
+        used = int(batch.position_ids[:, -1].max()) + 1 if batch.position_ids.numel() else 0
+        need = used + new_tokens
         if limit is not None and need > limit:
             raise KTMError(
-                f"prompt needs {need} positions ({max(batch.tokens_out)} compressed + "
-                f"{new_tokens} new) but the model has {limit}; shorten the prompt or raise K"
+                f"prompt needs {need} positions ({used} for the prompt + {new_tokens} new) but "
+                f"the model has {limit}; shorten the prompt"
+                + (" or raise K" if self.config.positions == "compact" else "")
             )
 
     @torch.no_grad()
@@ -576,6 +594,7 @@ class KTMModel(nn.Module):
             "merger",
             "hidden_factor",
             "merger_norm",
+            "positions",
             "lora_r",
             "lora_targets",
             "lora_lm_head",

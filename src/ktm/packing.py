@@ -6,6 +6,10 @@ output — does not depend on its neighbours in the batch.
 
 Sequence layout per row: ``[pad …][merged prompt blocks][suffix tokens][answer tokens]``.
 Left padding keeps every row's last position aligned for batched generation.
+
+Position ids are ``compact`` (0, 1, 2, … over each row's real positions) or ``spread`` (a
+merged block at the position of its last token, the suffix and answer where they stand in the
+uncompressed prompt).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class CompressedBatch:
     Attributes:
         embeds: (B, N, d) input embeddings, left-padded.
         attention_mask: (B, N) long, 0 on padding.
-        position_ids: (B, N) long, 0 at each row's first real position.
+        position_ids: (B, N) long: each row's positions (0 on padding; see the module doc).
         tokens_in: per row, prompt + suffix tokens before compression.
         tokens_out: per row, positions the model reads for them (⌈T/K⌉ + suffix).
         answer_start: per row, index in N of the first answer position (training only).
@@ -79,6 +83,7 @@ def pack(
     suffix_ids: Sequence[Sequence[int]] | None = None,
     answer_ids: Sequence[Sequence[int]] | None = None,
     device: torch.device | str = "cpu",
+    positions: str = "compact",
 ) -> CompressedBatch:
     """Embed, merge and lay out a batch.
 
@@ -91,6 +96,7 @@ def pack(
         suffix_ids: per row, token ids kept as they are after the compressed prompt.
         answer_ids: per row, answer token ids appended (for teacher-forced training).
         device: where the ids go (the embedding's device).
+        positions: ``"compact"`` or ``"spread"`` position ids (see the module doc).
     """
     b = len(prompt_ids)
     suffix_ids = suffix_ids if suffix_ids is not None else [[] for _ in range(b)]
@@ -119,6 +125,7 @@ def pack(
     width = max(seq_lens) if seq_lens else 0
     gather = torch.full((b, width), pad_row, dtype=torch.long)
     mask = torch.zeros(b, width, dtype=torch.long)
+    spread = torch.zeros(b, width, dtype=torch.long)
     answer_start = []
     block_off, tail_off = 0, merged.shape[0]
     for i in range(b):
@@ -127,12 +134,19 @@ def pack(
         gather[i, start : start + n] = torch.arange(block_off, block_off + n)
         gather[i, start + n : width] = torch.arange(tail_off, tail_off + t)
         mask[i, start:] = 1
+        t_prompt = prompt_lens[i]
+        # Block j ends at token min(jK + K, T) - 1; the tail continues from T.
+        spread[i, start : start + n] = (torch.arange(1, n + 1) * k).clamp_max(t_prompt) - 1
+        spread[i, start + n : width] = torch.arange(t_prompt, t_prompt + t)
         answer_start.append(start + n + len(suffix_ids[i]))
         block_off += n
         tail_off += t
     embeds = source[gather.to(device)]
     mask = mask.to(device)
-    position_ids = (mask.cumsum(dim=1) - 1).clamp_min(0)
+    if positions == "spread":
+        position_ids = spread.to(device)
+    else:
+        position_ids = (mask.cumsum(dim=1) - 1).clamp_min(0)
     return CompressedBatch(
         embeds=embeds,
         attention_mask=mask,

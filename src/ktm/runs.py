@@ -298,6 +298,8 @@ def context_limit(model: KTMModel) -> ContextLimit | None:
     if not model.max_positions:
         return None
     how = model.config
+    if how.positions == "spread":  # each prompt token keeps its own position
+        return ContextLimit(model.max_positions, 1)
     return ContextLimit(model.max_positions, how.reduction_k if how.reduction else how.k)
 
 

@@ -26,6 +26,11 @@ from .model import KTMModel
 
 def prompt_embeds(model: KTMModel, prompts: Sequence[str]) -> list[torch.Tensor]:
     """One (N_i, d) tensor per prompt: its compressed positions without padding."""
+    if model.config.positions != "compact":
+        raise KTMError(
+            f"vLLM numbers prompt embeddings 0, 1, 2, …, but this model reads "
+            f"positions={model.config.positions!r}; serve it with `ktm serve` instead"
+        )
     with torch.no_grad():
         batch = model.compress(list(prompts))
     mask = batch.attention_mask.bool()

@@ -100,7 +100,7 @@ def create_app(model: KTMModel, config: ServeConfig | None = None):
                 f"prompt has {n} tokens; this server takes at most {cfg.max_prompt_tokens}",
                 param="prompt",
             )
-        need = -(-len(prompt_ids[0]) // model.k) + len(suffix_ids[0]) + req.max_tokens
+        need = model.positions_needed(len(prompt_ids[0]), len(suffix_ids[0]), req.max_tokens)
         limit = model.max_positions
         if limit is not None and need > limit:
             return None, fail(
