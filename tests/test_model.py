@@ -176,6 +176,17 @@ def test_training_attention_switches_only_for_bf16_on_cpu(tiny_model_dir):
         assert fp32.causal_lm.config._attn_implementation == "sdpa"
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_fast_bf16_gets_a_note(tiny_model_dir, monkeypatch, capsys, native):
+    from ktm import base_models
+
+    monkeypatch.setattr(base_models, "cpu_has_native_bf16", lambda: native)
+    base_models.load_base(str(tiny_model_dir), torch.bfloat16)
+    assert ("no fast bf16" in capsys.readouterr().err) is (not native)
+    base_models.load_base(str(tiny_model_dir), torch.float32)
+    assert "bf16" not in capsys.readouterr().err
+
+
 def test_spread_positions_match_the_uncompressed_layout(make_model):
     model = make_model(k=4, merger_init="random", positions="spread")
     prompt_ids, suffix_ids = model.encode_prompts(PROMPTS[:2], [" Answer:", " x"])

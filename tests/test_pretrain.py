@@ -22,7 +22,7 @@ def pretrained(tiny_model_dir, tmp_path_factory):
     code = main(["pretrain", "--model", str(tiny_model_dir), "--text", str(folder / "corpus.txt"),
                  "--k", "4", "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "20",
                  "--batch-size", "4", "--lr", "1e-2", "--eval-every", "10", "--out", str(out),
-                 "--no-progress"])  # fmt: skip
+                 "--k-warmup-steps", "3", "--no-progress"])  # fmt: skip
     assert code == 0
     return out
 
@@ -47,6 +47,72 @@ def test_pretraining_lowers_reconstruction_loss(pretrained):
     evals = [e["reconstruction_nll"] for e in metrics["evals"]]
     assert len(evals) == 2 and evals[-1] < evals[0]
     assert (pretrained / "model" / "merger.safetensors").is_file()
+
+
+def test_pretraining_warms_up_at_a_smaller_k(pretrained, tiny_model_dir):
+    """K = 4 pre-training first runs at K = 2 (its own resumable run folder, constant rate)
+    and starts from that run's LoRA with a fresh merger."""
+    from ktm.runs import PretrainConfig, k_ladder
+
+    metrics = json.loads((pretrained / "metrics.json").read_text())
+    assert [w["k"] for w in metrics["k_warmup"]] == [2] and metrics["k_warmup"][0]["steps"] == 3
+    assert metrics["k_warmup"][0]["reconstruction_nll"] > 0
+    sub = json.loads((pretrained / "warmup-k2" / "config.json").read_text())
+    assert sub["ktm"]["k"] == 2 and sub["train"]["schedule"] == "constant"
+    assert sub["k_warmup"] == [] and sub["train"]["steps"] == 3
+    saved = json.loads((pretrained / "config.json").read_text())
+    assert saved["k_warmup"] == [2] and PretrainConfig.from_dict(saved).to_dict() == saved
+    assert k_ladder(2) == [] and k_ladder(4) == [2] and k_ladder(8) == [2, 4] and k_ladder(3) == [2]
+    # The LoRA of a K = 2 model goes into a K = 4 one; its merger stays as initialised.
+    warm = KTMModel.from_pretrained(pretrained / "warmup-k2" / "model")
+    torch.manual_seed(5)
+    model = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
+    merger_before = {k: v.clone() for k, v in model.merger.state_dict().items()}
+    model.init_from(pretrained / "warmup-k2" / "model", lora_only=True)
+    lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    warm_lora = {n: p for n, p in warm.named_parameters() if "lora_" in n}
+    assert lora.keys() == warm_lora.keys() and lora
+    assert all(torch.equal(lora[n], warm_lora[n]) for n in lora)
+    assert all(torch.equal(v, merger_before[k]) for k, v in model.merger.state_dict().items())
+    with pytest.raises(KTMError, match="k=4"):  # the whole model needs the same K
+        model.init_from(pretrained / "warmup-k2" / "model")
+    wider = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4, lora_r=8))
+    with pytest.raises(KTMError, match="lora_r"):
+        wider.init_from(pretrained / "warmup-k2" / "model", lora_only=True)
+
+
+@pytest.mark.parametrize(
+    "warmup, steps, match",
+    [([4], 40, "below k=4"), ([1], 40, "from 2"), ([2, 2], 40, "increasing"), ([2], 0, "needs")],
+)
+def test_k_warmup_is_validated(warmup, steps, match):
+    from ktm.runs import PretrainConfig
+    from ktm.training import TrainConfig
+
+    with pytest.raises(KTMError, match=match):
+        PretrainConfig(model="m", ktm=KTMConfig(k=4), train=TrainConfig(), texts=["t.txt"],
+                       k_warmup=warmup, k_warmup_steps=steps)  # fmt: skip
+
+
+def test_pretraining_resumes_after_its_warm_up(pretrained, tmp_path):
+    """A run stopped after its warm-up resumes at K without redoing the warm-up."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pretrained, run)
+    for name in ("checkpoints", "model", "metrics.json", "train_log.jsonl", "evals.json"):
+        path = run / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    before = (run / "warmup-k2" / "metrics.json").read_text()
+    saved = json.loads((run / "config.json").read_text())
+    args = ["pretrain", "--model", saved["model"], "--text", saved["texts"][0], "--k", "4",
+            "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "20", "--batch-size",
+            "4", "--lr", "1e-2", "--eval-every", "10", "--out", str(run), "--k-warmup-steps",
+            "3", "--no-progress", "--resume"]  # fmt: skip
+    assert main(args) == 0
+    assert (run / "warmup-k2" / "metrics.json").read_text() == before
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 20 and metrics["k_warmup"][0]["k"] == 2
 
 
 def test_task_run_starts_from_pretrained_merger(pretrained, tiny_model_dir, tmp_path):
@@ -150,7 +216,8 @@ def test_pretrain_on_a_tasks_training_prompts(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["pretrain", "--model", str(tiny_model_dir), "--task", "tree", "--train-trees", "40",
             "--k", "4", "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "4",
-            "--batch-size", "4", "--lr", "1e-2", "--eval-every", "2", "--no-progress"]  # fmt: skip
+            "--batch-size", "4", "--lr", "1e-2", "--eval-every", "2", "--k-warmup-steps", "2",
+            "--no-progress"]  # fmt: skip
     assert main(args + ["--out", str(out)]) == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["data"]["task"] == "tree" and saved["data"]["train_trees"] == 40
@@ -189,13 +256,18 @@ def test_default_recipe_pretrains_on_the_tasks_prompts_first(tiny_model_dir, tmp
 
     data, out = _tree_data(tmp_path), tmp_path / "run"
     args = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
-            "--steps", "3", "--batch-size", "2", "--eval-every", "0", "--no-progress"]  # fmt: skip
+            "--steps", "3", "--batch-size", "2", "--eval-every", "0",
+            "--pretrain-k-warmup-steps", "2", "--no-progress"]  # fmt: skip
     assert main(args + ["--out", str(out)]) == 0
-    assert "pre-training merger + LoRA on the task's prompts for 3 steps" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pre-training merger + LoRA on the task's prompts for 3 steps" in err
+    assert "warm-up: reconstruction at K = 2 for 2 steps" in err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pretrain"]["steps"] == 3 and metrics["pretrain"]["reconstruction_nll"] > 0
     pre = json.loads((out / "pretrain" / "config.json").read_text())
     assert pre["data"]["data_dir"] == str(data) and pre["chunk_tokens"] == 32
+    assert pre["k_warmup"] == [2] and pre["k_warmup_steps"] == 2
+    assert metrics["pretrain"]["steps"] == 3 and (out / "pretrain" / "warmup-k2" / "model").is_dir()
     saved = json.loads((out / "config.json").read_text())
     assert saved["pretrain_steps"] is None and RunConfig.from_dict(saved).to_dict() == saved
     # The task run started from the pre-trained merger, not from mean pooling (zero last layer).
@@ -225,7 +297,7 @@ def test_pretrain_text_adds_to_the_default_recipes_text(tiny_model_dir, tmp_path
     corpus.write_text("\n\n".join([TEXT] * 3))
     args = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
             "--steps", "3", "--batch-size", "8", "--eval-every", "0", "--pretrain-steps", "60",
-            "--no-progress"]  # fmt: skip
+            "--pretrain-k-warmup-steps", "0", "--no-progress"]  # fmt: skip
     assert main(args + ["--out", str(tmp_path / "own")]) == 0
     assert "reads each of its" in capsys.readouterr().err  # 30 small trees, 60 steps of 8
     assert main(args + ["--pretrain-text", str(corpus), "--out", str(tmp_path / "more")]) == 0

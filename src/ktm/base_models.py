@@ -129,4 +129,22 @@ def load_base(name: str, dtype: "torch.dtype | None" = None):  # noqa: F821
         raise KTMError(f"could not load model {name!r} from {path}: {e}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if dtype == torch.bfloat16 and not cpu_has_native_bf16() and not torch.cuda.is_available():
+        # Emulated bf16 matmuls: a K = 4 training step was 9.4x slower than fp32 on an AVX2
+        # CPU (docs/results.md §2), where AVX-512 BF16 CPUs run it faster than fp32.
+        print(
+            "ktm: note: torch finds no fast bf16 on this CPU (oneDNN wants AVX-512 or AMX), so "
+            "bfloat16 weights may run far slower than float32 here; use --dtype float32",
+            file=sys.stderr,
+        )
     return model, tokenizer
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether torch's oneDNN can run bf16 matmuls fast on this CPU (its own check)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False

@@ -218,6 +218,13 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
         "--pretrain-lr", type=float, default=1e-3, help="learning rate of the pre-training phase"
     )
     p.add_argument(
+        "--pretrain-k-warmup-steps",
+        type=_non_negative_int,
+        default=None,
+        help="steps of the pre-training phase at each smaller K (2, 4, … below --k) first "
+        "(default: a tenth of its steps, at most 40; 0: none)",
+    )
+    p.add_argument(
         "--pretrain-text",
         action="append",
         default=[],
@@ -379,6 +386,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=64,
         help="chunks kept out of training to measure reconstruction loss",
+    )
+    pre.add_argument(
+        "--k-warmup",
+        default=None,
+        help="smaller K to pre-train first, comma-separated, each passing its LoRA on "
+        "(default: 2, 4, … below --k; 'none' skips)",
+    )
+    pre.add_argument(
+        "--k-warmup-steps",
+        type=_non_negative_int,
+        default=None,
+        help="steps at each warm-up K (default: a tenth of --steps, at most 40; 0 skips it)",
     )
     pre.add_argument("--out", required=True, help="run folder; the merger lands in <out>/model")
     pre.add_argument("--resume", action="store_true")
@@ -616,6 +635,12 @@ def _int_list(text: str, what: str) -> list[int]:
     return values
 
 
+def _k_warmup(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    return [] if text.strip().lower() == "none" else _int_list(text, "--k-warmup")
+
+
 def _machine() -> dict:
     import os
     import platform
@@ -776,6 +801,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         ktm=_pick(KTMConfig, args, lora_lm_head=not args.no_lora_lm_head),
         train=_pick(TrainConfig, args),
         data=_data_config(args) if args.task else None,
+        k_warmup=_k_warmup(args.k_warmup),
     )
     result = run_pretraining(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     from .distributed import process_state

@@ -538,10 +538,12 @@ class KTMModel(nn.Module):
             if hasattr(self.lm, "peft_config"):
                 self.lm.save_pretrained(str(tmp / ADAPTER_DIR), save_embedding_layers=False)
 
-    def init_from(self, path: str | Path) -> None:
+    def init_from(self, path: str | Path, lora_only: bool = False) -> None:
         """Start from the merger and LoRA weights of a saved model (e.g. a pre-trained merger).
 
         The saved model must match this one: same base model shape, K, merger and LoRA shape.
+        With ``lora_only`` (a curriculum over K), only the LoRA is taken, so K and the merger
+        may differ; the merger keeps its initialisation.
         """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -554,8 +556,8 @@ class KTMModel(nn.Module):
             if not run_config.is_file():
                 raise KTMError(f"checkpoint {path} has no run config at {run_config}")
             other = KTMConfig.from_dict(read_json(run_config, "run config")["ktm"])
-            self._check_same_shape(path, other, widen=False)
-            load_trainable(path, self)
+            self._check_same_shape(path, other, widen=False, lora_only=lora_only)
+            load_trainable(path, self, lora_only)
             return
         path = checkpoint_folder(path)
         meta = read_json(path / CONFIG_NAME, "ktm config")
@@ -563,8 +565,9 @@ class KTMModel(nn.Module):
             path, meta.get("base_model_info", {}), _base_info(self.causal_lm), self.base_model
         )
         other = KTMConfig.from_dict(meta["config"])
-        self._check_same_shape(path, other, widen=True)
-        _load_merger(self.merger, path / MERGER_NAME, widen_context)
+        self._check_same_shape(path, other, widen=True, lora_only=lora_only)
+        if not lora_only:
+            _load_merger(self.merger, path / MERGER_NAME, widen_context)
         if self.config.lora_r > 0:
             from peft import set_peft_model_state_dict
 
@@ -579,21 +582,22 @@ class KTMModel(nn.Module):
                     f"adapter {file} does not fit this model: {result.unexpected_keys[:2]}"
                 )
 
-    def _check_same_shape(self, path: Path, other: KTMConfig, widen: bool) -> None:
+    def _check_same_shape(
+        self, path: Path, other: KTMConfig, widen: bool, lora_only: bool = False
+    ) -> None:
         """``other`` (a saved model's config) must have this model's K, merger and LoRA shape;
-        with ``widen``, its merger may read less context (see :func:`widen_context`)."""
+        with ``widen``, its merger may read less context (see :func:`widen_context`); with
+        ``lora_only``, only the LoRA shape and the positions must match."""
         mine, theirs = self.config.merger_context, other.merger_context
-        if theirs > mine or (theirs != mine and not widen):
+        if not lora_only and (theirs > mine or (theirs != mine and not widen)):
             how = "" if widen else " (a training checkpoint must match exactly)"
             raise KTMError(
                 f"{path} was trained with merger_context={theirs} but this model has "
                 f"merger_context={mine}{how}; a merger can only start from one with less context"
             )
+        merger_keys = () if lora_only else ("k", "merger", "hidden_factor", "merger_norm")
         for key in (
-            "k",
-            "merger",
-            "hidden_factor",
-            "merger_norm",
+            *merger_keys,
             "positions",
             "lora_r",
             "lora_targets",

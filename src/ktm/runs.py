@@ -26,6 +26,7 @@ from .tasks.context_fit import ContextLimit, fit_context
 from .tasks.records import BadRows
 from .tasks.tree import generate_split, get_stage
 from .training import TrainConfig, train
+from .training.checkpoint import list_checkpoints
 from .training.config import DEFAULT_LR
 
 DEFAULT_METRIC = "balanced_accuracy"
@@ -165,6 +166,16 @@ class DataConfig:
 
 MANY_PASSES = 4  # pre-training passes over its text above which a run gets a note
 FINETUNE_LR = 3e-4  # the task phase's learning rate after pre-training (resolved())
+K_WARMUP_STEPS = 40  # at most, per smaller K before the pre-training proper (curriculum over K)
+
+
+def k_ladder(k: int) -> list[int]:
+    """The smaller K a pre-training at ``k`` warms up with: 2, 4, 8, … below ``k``."""
+    ladder, step = [], 2
+    while step < k:
+        ladder.append(step)
+        step *= 2
+    return ladder
 
 
 @dataclass
@@ -187,6 +198,7 @@ class RunConfig:
     pretrain_chunk_tokens: int = 32
     pretrain_lr: float = DEFAULT_LR
     pretrain_text: list[str] = dataclasses.field(default_factory=list)
+    pretrain_k_warmup_steps: int | None = None
 
     def __post_init__(self) -> None:
         _check_dtype(self.dtype)
@@ -364,6 +376,7 @@ def _pretrain_phase(
             data=cfg.data,
             chunk_tokens=cfg.pretrain_chunk_tokens,
             dtype=cfg.dtype,
+            k_warmup_steps=cfg.pretrain_k_warmup_steps,
         )
         if process_state().is_main_process:
             print(
@@ -503,6 +516,12 @@ class PretrainConfig:
     The text comes from ``texts`` (plain-text or JSONL files) and/or, with ``data``, from a
     task's training prompts (labels unused): the prompts a task run will compress. The task's
     prompts come first, so the held-out chunks are the task's own when there is a task.
+
+    ``k_warmup`` (default: 2, 4, … below K) are smaller K pre-trained first, ``k_warmup_steps``
+    each (default: a tenth of ``train.steps``, at most 40; 0: none), each passing its LoRA on
+    to the next and the last to the run at K: at a small K the LM learns to read merged blocks
+    within a few dozen steps, where at K = 4 when that happens varies with the seed
+    (docs/learnability.md §2.16).
     """
 
     model: str
@@ -515,11 +534,29 @@ class PretrainConfig:
     holdout_chunks: int = 64
     dtype: str = "float32"
     data: DataConfig | None = None
+    k_warmup: list[int] | None = None
+    k_warmup_steps: int | None = None
 
     def __post_init__(self) -> None:
         if not self.texts and self.data is None:
             raise KTMError("give text files (--text), a task (--task), or both")
         _check_dtype(self.dtype)
+        if self.k_warmup_steps is None:  # recorded as resolved: a tenth of the run, at most 40
+            self.k_warmup_steps = min(K_WARMUP_STEPS, max(1, self.train.steps // 10))
+        s = self.k_warmup_steps
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise KTMError(f"k_warmup_steps must be an integer >= 0, got {s!r}")
+        if self.k_warmup is None:  # recorded as resolved: 2, 4, 8, … below K
+            self.k_warmup = k_ladder(self.ktm.k) if s else []
+        w = list(self.k_warmup)
+        if w and not s:
+            raise KTMError(f"k_warmup={w} needs k_warmup_steps > 0")
+        ints = all(isinstance(k, int) and not isinstance(k, bool) for k in w)
+        if not ints or w != sorted(set(w)) or (w and (w[0] < 2 or w[-1] >= self.ktm.k)):
+            raise KTMError(
+                f"k_warmup must be increasing integers from 2 up to below k={self.ktm.k}, got "
+                f"{self.k_warmup!r}"
+            )
         if self.max_chunks <= self.holdout_chunks:
             raise KTMError("max_chunks must exceed holdout_chunks")
         if self.train.lr is None:  # recorded as used
@@ -581,10 +618,50 @@ def reconstruction_nll(model: KTMModel, examples, batch_size: int = 16) -> dict:
     return {"reconstruction_nll": total / count}
 
 
+def _k_warmups(cfg: PretrainConfig, out: Path, resume: bool, progress: bool) -> list[dict]:
+    """Pre-train at each K of ``cfg.k_warmup`` in turn, each run in ``<out>/warmup-k<K>``
+    (resumable) starting from the previous one's LoRA. Returns what each did; none when the
+    run at K is being resumed past its start (its checkpoint holds the LoRA)."""
+    if not cfg.k_warmup or (resume and list_checkpoints(out / "checkpoints")):
+        return []
+    done, previous = [], None
+    for k in cfg.k_warmup:
+        folder = out / f"warmup-k{k}"
+        if not (folder / "metrics.json").is_file():
+            sub = dataclasses.replace(
+                cfg,
+                ktm=dataclasses.replace(cfg.ktm, k=k),
+                # a constant rate: the run at K picks up a LoRA still learning, not cooled down
+                train=dataclasses.replace(
+                    cfg.train, steps=cfg.k_warmup_steps, schedule="constant", eval_every=0
+                ),
+                k_warmup=[],
+            )
+            if process_state().is_main_process:
+                print(f"ktm: warm-up: reconstruction at K = {k} for {sub.train.steps} steps "
+                      f"({folder})", file=sys.stderr)  # fmt: skip
+            again = (folder / "config.json").is_file()
+            run_pretraining(sub, folder, resume=again, progress=progress, lora_from=previous)
+        metrics = read_json(folder / "metrics.json", "warm-up metrics")
+        last = metrics["evals"][-1] if metrics.get("evals") else {}
+        done.append({"k": k, "steps": metrics["steps"],
+                     "train_seconds": metrics["train_seconds"], **last})  # fmt: skip
+        previous = folder / "model"
+    return done
+
+
 def run_pretraining(
-    cfg: PretrainConfig, output_dir: str | Path, resume: bool = False, progress: bool = True
+    cfg: PretrainConfig,
+    output_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    lora_from: Path | None = None,
 ) -> dict:
-    """Pre-train merger + LoRA on reconstruction of plain text; writes ``<out>/model``."""
+    """Pre-train merger + LoRA on reconstruction of plain text; writes ``<out>/model``.
+
+    The smaller K of ``cfg.k_warmup`` come first (see :class:`PretrainConfig`); ``lora_from``
+    (a model folder of the same base and LoRA shape, any K) gives the LoRA's start.
+    """
     import torch
 
     from .pretrain import NotEnoughText, read_texts, reconstruction_examples, text_chunks
@@ -594,6 +671,8 @@ def run_pretraining(
     _check_run_dir(out, cfg, resume)
     torch.manual_seed(cfg.train.seed)
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
+    if lora_from is not None:
+        model.init_from(lora_from, lora_only=True)
     if cfg.data is not None:
         # What a task run compresses: its training prompts, each once (balanced data repeats
         # them); suffixes stay as tokens, so there is nothing to learn from them; no labels.
@@ -607,6 +686,9 @@ def run_pretraining(
         )
     holdout = min(cfg.holdout_chunks, max(1, len(chunks) // 10))  # at most a tenth held out
     state = _write_run_config(out, cfg.to_dict())
+    warmups = _k_warmups(cfg, out, resume, progress)
+    if warmups:
+        model.init_from(out / f"warmup-k{warmups[-1]['k']}" / "model", lora_only=True)
     cfg.train.progress = progress
     held = reconstruction_examples(chunks[:holdout])
     examples = reconstruction_examples(chunks[holdout:])
@@ -637,6 +719,7 @@ def run_pretraining(
         "steps": result.steps_done,
         "train_seconds": round(sum(r["seconds"] for r in result.history), 1),
         "evals": result.evals,
+        "k_warmup": warmups,
     }
     if state.is_main_process:
         write_json_atomic(out / "metrics.json", summary)

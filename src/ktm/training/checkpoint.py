@@ -72,8 +72,11 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     return state
 
 
-def load_trainable(path: Path, model: nn.Module) -> None:
-    """Copy a checkpoint's trainable weights into ``model``; they must match exactly."""
+def load_trainable(path: Path, model: nn.Module, lora_only: bool = False) -> None:
+    """Copy a checkpoint's trainable weights into ``model``; they must match exactly.
+
+    With ``lora_only``, the merger's weights are left out on both sides.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -83,6 +86,9 @@ def load_trainable(path: Path, model: nn.Module) -> None:
         raise KTMError(f"checkpoint weights {path / WEIGHTS} are unreadable: {e}") from None
     params = dict(model.named_parameters())
     expected = {n for n, p in params.items() if p.requires_grad}
+    if lora_only:
+        weights = {n: w for n, w in weights.items() if not n.startswith("merger.")}
+        expected = {n for n in expected if not n.startswith("merger.")}
     if set(weights) != expected:
         raise KTMError(
             f"checkpoint {path} holds other trainable weights than this model "
