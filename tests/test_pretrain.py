@@ -94,6 +94,22 @@ def test_k_warmup_is_validated(warmup, steps, match):
                        k_warmup=warmup, k_warmup_steps=steps)  # fmt: skip
 
 
+@pytest.mark.parametrize("ktm", [{"k": 1}, {"k": 4, "merger": "mean"}])
+def test_pretraining_needs_an_mlp_merger_at_k_above_1(ktm, tiny_model_dir, tmp_path, capsys):
+    from ktm.runs import PretrainConfig
+    from ktm.training import TrainConfig
+
+    with pytest.raises(KTMError, match="nothing to pre-train"):
+        PretrainConfig(model="m", ktm=KTMConfig(**ktm), train=TrainConfig(), texts=["t.txt"])
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    merger, out = ktm.get("merger", "mlp"), str(tmp_path / "run")
+    args = ["pretrain", "--model", str(tiny_model_dir), "--text", str(corpus), "--k",
+            str(ktm["k"]), "--merger", merger, "--out", out]  # fmt: skip
+    assert main(args) == 2 and "nothing to pre-train" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_pretraining_resumes_after_its_warm_up(pretrained, tmp_path):
     """A run stopped after its warm-up resumes at K without redoing the warm-up."""
     import shutil
