@@ -540,11 +540,11 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if not self.texts and self.data is None:
             raise KTMError("give text files (--text), a task (--task), or both")
-        k = self.ktm
-        if k.k < 2 or k.merger != "mlp" or k.reduction is not None:
+        m = self.ktm
+        if m.k < 2 or m.merger != "mlp" or m.reduction is not None:
             raise KTMError(
-                f"pre-training trains an MLP merger at K > 1, got k={k.k}, merger={k.merger!r}"
-                f"{f', reduction={k.reduction!r}' if k.reduction else ''}: there is nothing "
+                f"pre-training trains an MLP merger at K > 1, got k={m.k}, merger={m.merger!r}"
+                f"{f', reduction={m.reduction!r}' if m.reduction else ''}: there is nothing "
                 f"to pre-train; use --k 2 or more with --merger mlp"
             )
         _check_dtype(self.dtype)
