@@ -52,7 +52,7 @@ def test_pretraining_lowers_reconstruction_loss(pretrained):
 def test_pretraining_warms_up_at_a_smaller_k(pretrained, tiny_model_dir):
     """K = 4 pre-training first runs at K = 2 (its own resumable run folder, constant rate)
     and starts from that run's LoRA with a fresh merger."""
-    from ktm.runs import PretrainConfig, k_ladder
+    from ktm.pretrain import PretrainConfig, k_ladder
 
     metrics = json.loads((pretrained / "metrics.json").read_text())
     assert [w["k"] for w in metrics["k_warmup"]] == [2] and metrics["k_warmup"][0]["steps"] == 3
@@ -81,12 +81,49 @@ def test_pretraining_warms_up_at_a_smaller_k(pretrained, tiny_model_dir):
         wider.init_from(pretrained / "warmup-k2" / "model", lora_only=True)
 
 
+def test_warm_up_ladder_reads_the_text_once_and_holds_one_model(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """K = 8 warms up at 2 then 4: the text is read and cut once for all three runs, and
+    each run's model is built after the one before it is done with (one base model at once)."""
+    import gc
+    import weakref
+
+    import ktm.pretrain as pretrain
+
+    reads, live, most = [], weakref.WeakSet(), [0]
+    real_read, real_build = pretrain.read_texts, KTMModel.from_base
+
+    def read(*a, **kw):
+        reads.append(a)
+        return real_read(*a, **kw)
+
+    def build(*a, **kw):
+        gc.collect()  # a finished run's model is unreferenced; drop it before counting
+        model = real_build(*a, **kw)
+        live.add(model)
+        most[0] = max(most[0], len(live))
+        return model
+
+    monkeypatch.setattr(pretrain, "read_texts", read)
+    monkeypatch.setattr(KTMModel, "from_base", build)
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    code = main(["pretrain", "--model", str(tiny_model_dir), "--text", str(tmp_path / "corpus.txt"),
+                 "--k", "8", "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "2",
+                 "--batch-size", "2", "--k-warmup-steps", "1", "--out", str(tmp_path / "run"),
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [w["k"] for w in metrics["k_warmup"]] == [2, 4] and metrics["steps"] == 2
+    assert len(reads) == 1 and most[0] == 1
+
+
 @pytest.mark.parametrize(
     "warmup, steps, match",
     [([4], 40, "below k=4"), ([1], 40, "from 2"), ([2, 2], 40, "increasing"), ([2], 0, "needs")],
 )
 def test_k_warmup_is_validated(warmup, steps, match):
-    from ktm.runs import PretrainConfig
+    from ktm.pretrain import PretrainConfig
     from ktm.training import TrainConfig
 
     with pytest.raises(KTMError, match=match):
@@ -96,7 +133,7 @@ def test_k_warmup_is_validated(warmup, steps, match):
 
 @pytest.mark.parametrize("ktm", [{"k": 1}, {"k": 4, "merger": "mean"}])
 def test_pretraining_needs_an_mlp_merger_at_k_above_1(ktm, tiny_model_dir, tmp_path, capsys):
-    from ktm.runs import PretrainConfig
+    from ktm.pretrain import PretrainConfig
     from ktm.training import TrainConfig
 
     with pytest.raises(KTMError, match="nothing to pre-train"):
@@ -227,7 +264,7 @@ def test_init_from_a_training_checkpoint_of_the_run(pretrained, tiny_model_dir):
 def test_pretrain_on_a_tasks_training_prompts(tiny_model_dir, tmp_path, capsys):
     """``--task`` reads the task's training prompts as the text; the data options round-trip
     through config.json, so the run resumes; ``--text`` adds to them; no source is refused."""
-    from ktm.runs import PretrainConfig
+    from ktm.pretrain import PretrainConfig
 
     out = tmp_path / "run"
     args = ["pretrain", "--model", str(tiny_model_dir), "--task", "tree", "--train-trees", "40",

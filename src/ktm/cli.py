@@ -791,7 +791,7 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Pre-train merger + LoRA to regenerate text; reuse it with `ktm train --init-from`."""
     from .config import KTMConfig
-    from .runs import PretrainConfig, run_pretraining
+    from .pretrain import PretrainConfig, run_pretraining
     from .training import TrainConfig
 
     cfg = _pick(

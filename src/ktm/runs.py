@@ -13,51 +13,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DTYPES, KTMConfig, dataclass_from_dict
+from .config import KTMConfig
 from .curriculum import Stage, run_curriculum
 from .distributed import process_state
 from .errors import KTMError
 from .evaluation import evaluate_task
 from .io_utils import read_json, write_json_atomic
 from .model import KTMModel
+from .run_files import check_dtype, check_run_dir, run_dict, run_from_dict, write_run_config
 from .tasks import get_task
 from .tasks.base import LabeledExample
 from .tasks.context_fit import ContextLimit, fit_context
 from .tasks.records import BadRows
 from .tasks.tree import generate_split, get_stage
 from .training import TrainConfig, train
-from .training.checkpoint import list_checkpoints
 from .training.config import DEFAULT_LR
 
 DEFAULT_METRIC = "balanced_accuracy"
-
-
-def _check_dtype(dtype: str) -> None:
-    if dtype not in DTYPES:
-        raise KTMError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-
-
-def _run_dict(cfg) -> dict:
-    """A run config as written to ``config.json``; display-only options left out."""
-    d = dataclasses.asdict(cfg)
-    d["train"].pop("progress", None)
-    return d
-
-
-def _run_from_dict(cls, d: dict, **parts: type):
-    """A run config from its ``config.json`` dict: ``model``, ``ktm``, ``train`` and the
-    nested dataclasses named in ``parts`` are rebuilt, the rest passed as they are."""
-    d = dict(d)
-    nested = {
-        name: dataclass_from_dict(t, d.pop(name), f"{name} config") for name, t in parts.items()
-    }
-    return cls(
-        model=d.pop("model"),
-        ktm=KTMConfig.from_dict(d.pop("ktm")),
-        train=dataclass_from_dict(TrainConfig, d.pop("train"), "train config"),
-        **nested,
-        **d,
-    )
 
 
 @dataclass
@@ -164,18 +136,7 @@ class DataConfig:
             raise KTMError(f"labels must name at least two distinct labels, got {self.labels}")
 
 
-MANY_PASSES = 4  # pre-training passes over its text above which a run gets a note
 FINETUNE_LR = 3e-4  # the task phase's learning rate after pre-training (resolved())
-K_WARMUP_STEPS = 40  # at most, per smaller K before the pre-training proper (curriculum over K)
-
-
-def k_ladder(k: int) -> list[int]:
-    """The smaller K a pre-training at ``k`` warms up with: 2, 4, 8, … below ``k``."""
-    ladder, step = [], 2
-    while step < k:
-        ladder.append(step)
-        step *= 2
-    return ladder
 
 
 @dataclass
@@ -201,7 +162,7 @@ class RunConfig:
     pretrain_k_warmup_steps: int | None = None
 
     def __post_init__(self) -> None:
-        _check_dtype(self.dtype)
+        check_dtype(self.dtype)
         if not (self.pretrain_lr > 0 and math.isfinite(self.pretrain_lr)):
             raise KTMError(f"pretrain_lr must be a positive number, got {self.pretrain_lr!r}")
         steps = self.pretrain_steps
@@ -262,11 +223,11 @@ class RunConfig:
         return dataclasses.replace(self, train=dataclasses.replace(t, lr=lr))
 
     def to_dict(self) -> dict:
-        return _run_dict(self)
+        return run_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        return _run_from_dict(cls, d, data=DataConfig)
+        return run_from_dict(cls, d, data=DataConfig)
 
 
 def load_teacher(path: str, student: KTMModel, dtype) -> KTMModel:
@@ -357,7 +318,7 @@ def _pretrain_phase(
     if resume and not folder.exists() and (out / "checkpoints").exists():
         return None  # a run past this phase; or written before ktm had it, so it never will
     if not (folder / "metrics.json").is_file():
-        from .pretrain import NotEnoughText
+        from .pretrain import NotEnoughText, PretrainConfig, run_pretraining
 
         train_cfg = dataclasses.replace(
             cfg.train,
@@ -414,7 +375,7 @@ def run_training(
     task = get_task(cfg.data.task).with_data(cfg.data)
     if cfg.curriculum and task.kind != "classification":
         raise KTMError("curriculum training needs a classification task")
-    _check_run_dir(out, cfg, resume)
+    check_run_dir(out, cfg, resume)
     # Build the model and read the data before writing anything: bad input leaves no folder.
     torch.manual_seed(cfg.train.seed)  # LoRA and merger initialisation
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
@@ -428,7 +389,7 @@ def run_training(
         from .pretrain import read_texts
 
         read_texts(cfg.pretrain_text)  # a missing or unreadable file fails here, not mid-run
-    state = _write_run_config(out, cfg.to_dict())
+    state = write_run_config(out, cfg.to_dict())
     pretrain_info = _pretrain_phase(cfg, model, out, resume, progress)
     cfg.train.progress = progress
     t0 = time.perf_counter()
@@ -507,228 +468,3 @@ def run_training(
         write_json_atomic(out / "metrics.json", result)
     state.wait_for_everyone()
     return result
-
-
-@dataclass
-class PretrainConfig:
-    """Merger pre-training by reconstruction (see :mod:`ktm.pretrain`).
-
-    The text comes from ``texts`` (plain-text or JSONL files) and/or, with ``data``, from a
-    task's training prompts (labels unused): the prompts a task run will compress. The task's
-    prompts come first, so the held-out chunks are the task's own when there is a task.
-
-    ``k_warmup`` (default: 2, 4, … below K) are smaller K pre-trained first, ``k_warmup_steps``
-    each (default: a tenth of ``train.steps``, at most 40; 0: none), each passing its LoRA on
-    to the next and the last to the run at K: at a small K the LM learns to read merged blocks
-    within a few dozen steps, where at K = 4 when that happens varies with the seed
-    (docs/learnability.md §2.16).
-    """
-
-    model: str
-    ktm: KTMConfig
-    train: TrainConfig
-    texts: list[str] = dataclasses.field(default_factory=list)
-    text_field: str = "text"
-    chunk_tokens: int = 64
-    max_chunks: int = 20000
-    holdout_chunks: int = 64
-    dtype: str = "float32"
-    data: DataConfig | None = None
-    k_warmup: list[int] | None = None
-    k_warmup_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.texts and self.data is None:
-            raise KTMError("give text files (--text), a task (--task), or both")
-        m = self.ktm
-        if m.k < 2 or m.merger != "mlp" or m.reduction is not None:
-            raise KTMError(
-                f"pre-training trains an MLP merger at K > 1, got k={m.k}, merger={m.merger!r}"
-                f"{f', reduction={m.reduction!r}' if m.reduction else ''}: there is nothing "
-                f"to pre-train; use --k 2 or more with --merger mlp"
-            )
-        _check_dtype(self.dtype)
-        if self.k_warmup_steps is None:  # recorded as resolved: a tenth of the run, at most 40
-            self.k_warmup_steps = min(K_WARMUP_STEPS, max(1, self.train.steps // 10))
-        s = self.k_warmup_steps
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise KTMError(f"k_warmup_steps must be an integer >= 0, got {s!r}")
-        if self.k_warmup is None:  # recorded as resolved: 2, 4, 8, … below K
-            self.k_warmup = k_ladder(self.ktm.k) if s else []
-        w = list(self.k_warmup)
-        if w and not s:
-            raise KTMError(f"k_warmup={w} needs k_warmup_steps > 0")
-        ints = all(isinstance(k, int) and not isinstance(k, bool) for k in w)
-        if not ints or w != sorted(set(w)) or (w and (w[0] < 2 or w[-1] >= self.ktm.k)):
-            raise KTMError(
-                f"k_warmup must be increasing integers from 2 up to below k={self.ktm.k}, got "
-                f"{self.k_warmup!r}"
-            )
-        if self.max_chunks <= self.holdout_chunks:
-            raise KTMError("max_chunks must exceed holdout_chunks")
-        if self.train.lr is None:  # recorded as used
-            self.train = dataclasses.replace(self.train, lr=DEFAULT_LR)
-
-    def to_dict(self) -> dict:
-        return _run_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PretrainConfig":
-        return _run_from_dict(cls, d, **({"data": DataConfig} if d.get("data") else {}))
-
-
-def _check_run_dir(out: Path, config, resume: bool) -> None:
-    """A new run needs an unused folder; a resumed one the same options.
-
-    The saved options are read back through ``config``'s class, so a run written before an
-    option existed resumes as long as the option keeps its default.
-    """
-    saved = out / "config.json"
-    if saved.is_file():
-        if not resume:
-            raise KTMError(f"{out} already holds a run; pass --resume or choose another --out")
-        try:
-            before = type(config).from_dict(read_json(saved, "run config")).to_dict()
-        except (KTMError, KeyError, TypeError):
-            before = None
-        if before != config.to_dict():
-            raise KTMError(f"{saved} was written with other options; resume with the same ones")
-    elif resume and (out / "checkpoints").exists():
-        raise KTMError(f"{out} has checkpoints but no config.json; cannot resume")
-
-
-def _write_run_config(out: Path, config: dict):
-    """Main process writes ``config.json`` once every process has checked the folder."""
-    state = process_state()
-    state.wait_for_everyone()
-    if state.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "config.json", config)
-    state.wait_for_everyone()
-    return state
-
-
-def reconstruction_nll(model: KTMModel, examples, batch_size: int = 16) -> dict:
-    """Per-token reconstruction loss on held-out chunks."""
-    import torch
-
-    from .training.trainer import tokenize_examples
-
-    data = tokenize_examples(model, examples)
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
-            idx = range(i, min(i + batch_size, len(examples)))
-            prompts, answers, suffixes = data.select(idx)
-            total += model.answer_nll(prompts, answers, suffixes).item()
-            count += sum(map(len, answers))
-    return {"reconstruction_nll": total / count}
-
-
-def _k_warmups(cfg: PretrainConfig, out: Path, resume: bool, progress: bool) -> list[dict]:
-    """Pre-train at each K of ``cfg.k_warmup`` in turn, each run in ``<out>/warmup-k<K>``
-    (resumable) starting from the previous one's LoRA. Returns what each did; none when the
-    run at K is being resumed past its start (its checkpoint holds the LoRA)."""
-    if not cfg.k_warmup or (resume and list_checkpoints(out / "checkpoints")):
-        return []
-    done, previous = [], None
-    for k in cfg.k_warmup:
-        folder = out / f"warmup-k{k}"
-        if not (folder / "metrics.json").is_file():
-            sub = dataclasses.replace(
-                cfg,
-                ktm=dataclasses.replace(cfg.ktm, k=k),
-                # a constant rate: the run at K picks up a LoRA still learning, not cooled down
-                train=dataclasses.replace(
-                    cfg.train, steps=cfg.k_warmup_steps, schedule="constant", eval_every=0
-                ),
-                k_warmup=[],
-            )
-            if process_state().is_main_process:
-                print(f"ktm: warm-up: reconstruction at K = {k} for {sub.train.steps} steps "
-                      f"({folder})", file=sys.stderr)  # fmt: skip
-            again = (folder / "config.json").is_file()
-            run_pretraining(sub, folder, resume=again, progress=progress, lora_from=previous)
-        metrics = read_json(folder / "metrics.json", "warm-up metrics")
-        last = metrics["evals"][-1] if metrics.get("evals") else {}
-        done.append({"k": k, "steps": metrics["steps"],
-                     "train_seconds": metrics["train_seconds"], **last})  # fmt: skip
-        previous = folder / "model"
-    return done
-
-
-def run_pretraining(
-    cfg: PretrainConfig,
-    output_dir: str | Path,
-    resume: bool = False,
-    progress: bool = True,
-    lora_from: Path | None = None,
-) -> dict:
-    """Pre-train merger + LoRA on reconstruction of plain text; writes ``<out>/model``.
-
-    The smaller K of ``cfg.k_warmup`` come first (see :class:`PretrainConfig`); ``lora_from``
-    (a model folder of the same base and LoRA shape, any K) gives the LoRA's start.
-    """
-    import torch
-
-    from .pretrain import NotEnoughText, read_texts, reconstruction_examples, text_chunks
-
-    out = Path(output_dir)
-    texts = read_texts(cfg.texts, cfg.text_field) if cfg.texts else []
-    _check_run_dir(out, cfg, resume)
-    torch.manual_seed(cfg.train.seed)
-    model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
-    if lora_from is not None:
-        model.init_from(lora_from, lora_only=True)
-    if cfg.data is not None:
-        # What a task run compresses: its training prompts, each once (balanced data repeats
-        # them); suffixes stay as tokens, so there is nothing to learn from them; no labels.
-        stages, _ = load_stages(cfg.data, model.tokenizer)
-        prompts = list(dict.fromkeys(e.prompt for stage in stages for e in stage.train))
-        texts = prompts + texts
-    chunks = text_chunks(model.tokenizer, texts, cfg.chunk_tokens, cfg.max_chunks)
-    if len(chunks) < 2:
-        raise NotEnoughText(
-            f"the text holds {len(chunks)} chunk of {cfg.chunk_tokens} tokens; need at least 2"
-        )
-    holdout = min(cfg.holdout_chunks, max(1, len(chunks) // 10))  # at most a tenth held out
-    state = _write_run_config(out, cfg.to_dict())
-    warmups = _k_warmups(cfg, out, resume, progress)
-    if warmups:
-        model.init_from(out / f"warmup-k{warmups[-1]['k']}" / "model", lora_only=True)
-    cfg.train.progress = progress
-    held = reconstruction_examples(chunks[:holdout])
-    examples = reconstruction_examples(chunks[holdout:])
-    passes = cfg.train.steps * cfg.train.batch_size / len(examples)  # batch_size: per step
-    if passes > MANY_PASSES and state.is_main_process and not resume:
-        # Seen that often, 593 chunks of tree prompts did not carry to new trees
-        # (docs/learnability.md §2.7); 11,912 chunks read once did.
-        print(
-            f"ktm: note: pre-training reads each of its {len(examples)} chunks ~{passes:.0f} "
-            f"times; a merger learnt from so little text may not carry to new prompts — add "
-            f"unlabeled text of the same kind (--pretrain-text for `ktm train`, --text for "
-            f"`ktm pretrain`)",
-            file=sys.stderr,
-        )
-    result = train(
-        model,
-        examples,
-        cfg.train,
-        out,
-        resume=resume,
-        evaluate=lambda m: reconstruction_nll(m, held),
-    )
-    summary = {
-        "model": cfg.model,
-        "k": cfg.ktm.k,
-        "chunks": len(examples),
-        "chunk_tokens": cfg.chunk_tokens,
-        "steps": result.steps_done,
-        "train_seconds": round(sum(r["seconds"] for r in result.history), 1),
-        "evals": result.evals,
-        "k_warmup": warmups,
-    }
-    if state.is_main_process:
-        write_json_atomic(out / "metrics.json", summary)
-    state.wait_for_everyone()
-    return summary
