@@ -1,0 +1,167 @@
+"""`ktm bench`: compare arms on a task, or measure speed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .commands import int_list, run_config
+
+
+def cmd_bench_task(args: argparse.Namespace) -> int:
+    """Train every arm with the same data, steps and seed; print and save the comparison."""
+    from ..bench.arms import run_arms
+
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    run_arms(run_config(args), arms, args.out, progress=not args.no_progress)
+    print((Path(args.out) / "results.md").read_text(), end="")
+    return 0
+
+
+def _machine() -> dict:
+    import os
+    import platform
+
+    import torch
+
+    return {
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
+
+
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    """Time to first token per K and prompt length, side by side; writes JSON."""
+    import torch
+
+    from ..bench.speed import build_arms, peak_rss_mib, plot_speed, prefill_benchmark
+    from ..io_utils import write_json_atomic
+    from ..report import format_table
+
+    ks = int_list(args.k, "--k")
+    arms = build_arms(
+        args.model,
+        ks,
+        dtype=getattr(torch, args.dtype),
+        merger_hidden_factor=args.merger_hidden_factor,
+        merger_context=args.merger_context,
+    )
+
+    def save(rows: list[dict]) -> None:  # after every cell: a long grid keeps what it measured
+        write_json_atomic(
+            args.out,
+            {
+                "command": "ktm " + " ".join(sys.argv[1:]),
+                "model": args.model,
+                "dtype": args.dtype,
+                "merger_hidden_factor": args.merger_hidden_factor,
+                "merger_context": args.merger_context,
+                "repeats": args.repeats,
+                "decode_steps": args.decode_steps,
+                "machine": _machine(),
+                "peak_rss_mib": peak_rss_mib(),
+                "rows": rows,
+            },
+        )
+        last = rows[-1]
+        print(f"ktm: measured {last['tokens']} tokens, batch {last['batch']}", file=sys.stderr)
+
+    rows = prefill_benchmark(
+        arms,
+        int_list(args.lengths, "--lengths"),
+        int_list(args.batch_sizes, "--batch-sizes"),
+        args.repeats,
+        decode_steps=args.decode_steps,
+        on_cell=save,
+    )
+    plot_speed(rows, Path(args.out).with_suffix(".png"))
+    cols = [
+        (c, c)
+        for c in (
+            "tokens",
+            "batch",
+            "k",
+            "positions",
+            "ttft_s",
+            "merger_share",
+            "speedup_vs_k1",
+            "flops_ratio_vs_k1",
+            "decode_tokens_per_s",
+            "decode_vs_k1",
+            "kv_cache_mib",
+            "prefill_peak_mib",
+        )
+    ]
+    print(format_table(rows, cols))
+    return 0
+
+
+def cmd_bench_train_speed(args: argparse.Namespace) -> int:
+    """Training throughput per K on tree batches, steps interleaved; writes JSON."""
+    import torch
+
+    from ..bench.train_speed import train_speed_benchmark
+    from ..io_utils import write_json_atomic
+    from ..report import format_table
+    from ..tasks.tree import get_stage
+
+    get_stage(args.stage)
+    ks = int_list(args.k, "--k")
+    rows = train_speed_benchmark(
+        args.model,
+        ks,
+        args.steps,
+        batch_size=args.batch_size,
+        stage=args.stage,
+        dtype=getattr(torch, args.dtype),
+        lora_dropout=args.lora_dropout,
+        merger_hidden_factor=args.merger_hidden_factor,
+    )
+    write_json_atomic(
+        args.out,
+        {
+            "command": "ktm " + " ".join(sys.argv[1:]),
+            "model": args.model,
+            "machine": _machine(),
+            "rows": rows,
+        },
+    )
+    print(format_table(rows, [(c, c) for c in rows[0]]))
+    return 0
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    """Throughput of ktm serve, one client vs many, on tree prompts; writes JSON."""
+    import random
+
+    import torch
+
+    from ..bench.serve_load import serve_load_benchmark
+    from ..config import KTMConfig
+    from ..io_utils import write_json_atomic
+    from ..model import KTMModel, checkpoint_folder
+    from ..tasks.tree import STAGES, random_tree, tree_prompt
+
+    if args.checkpoint:
+        model = KTMModel.from_pretrained(checkpoint_folder(args.checkpoint))
+    else:
+        torch.manual_seed(0)
+        model = KTMModel.from_base(args.model, KTMConfig(k=args.k))
+    rng = random.Random(0)
+    prompts = []
+    for _ in range(args.requests):
+        tree = random_tree(STAGES["medium"], rng)
+        prompts.append(tree_prompt(tree.render(), tree.names[0], tree.names[-1]))
+    result = serve_load_benchmark(
+        model, prompts, args.clients, args.max_tokens, args.max_batch, args.soak_seconds
+    )
+    result.update({"command": "ktm " + " ".join(sys.argv[1:]), "machine": _machine(),
+                   "k": model.k, "max_tokens": args.max_tokens})  # fmt: skip
+    write_json_atomic(args.out, result)
+    keys = ("sequential", "concurrent", "batching_gain", "soak")
+    print(json.dumps({k: result[k] for k in keys if k in result}))
+    return 0
