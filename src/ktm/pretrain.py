@@ -225,7 +225,7 @@ def _k_warmups(
                 print(f"ktm: warm-up: reconstruction at K = {k} for {sub.train.steps} steps "
                       f"({folder})", file=sys.stderr)  # fmt: skip
             again = (folder / "config.json").is_file()
-            _pretrain(sub, folder, again, progress, previous, chunks)
+            run_pretraining(sub, folder, again, progress, previous, chunks)
         metrics = read_json(folder / "metrics.json", "warm-up metrics")
         last = metrics["evals"][-1] if metrics.get("evals") else {}
         done.append({"k": k, "steps": metrics["steps"],
@@ -240,26 +240,17 @@ def run_pretraining(
     resume: bool = False,
     progress: bool = True,
     lora_from: Path | None = None,
+    chunks: list[str] | None = None,
 ) -> dict:
     """Pre-train merger + LoRA on reconstruction of plain text; writes ``<out>/model``.
 
     The smaller K of ``cfg.k_warmup`` come first (see :class:`PretrainConfig`); ``lora_from``
-    (a model folder of the same base and LoRA shape, any K) gives the LoRA's start.
+    (a model folder of the same base and LoRA shape, any K) gives the LoRA's start;
+    ``chunks`` is the text already cut (the warm-ups get their run's).
     """
-    return _pretrain(cfg, Path(output_dir), resume, progress, lora_from)
-
-
-def _pretrain(
-    cfg: PretrainConfig,
-    out: Path,
-    resume: bool,
-    progress: bool,
-    lora_from: Path | None,
-    chunks: list[str] | None = None,
-) -> dict:
-    """:func:`run_pretraining`, with the chunks when a warm-up's caller has cut them."""
     import torch
 
+    out = Path(output_dir)
     check_run_dir(out, cfg, resume)
     # Only the tokenizer before the warm-ups: each loads its own model, one at a time.
     chunks = chunks or pretraining_chunks(cfg, load_tokenizer(cfg.model))
