@@ -341,6 +341,32 @@ def test_default_recipe_pretrains_on_the_tasks_prompts_first(tiny_model_dir, tmp
     assert json.loads((fresh / "config.json").read_text())["train"]["lr"] == 1e-3
 
 
+def test_default_recipe_holds_one_base_model_at_a_time(tiny_model_dir, tmp_path, monkeypatch):
+    """The task's model, built first to check the data, is let go while the built-in phase
+    (warm-up at K = 2, then K = 4) builds its own, and rebuilt after it: never two at once."""
+    import gc
+    import weakref
+
+    live, most, builds = weakref.WeakSet(), [0], [0]
+    real_build = KTMModel.from_base
+
+    def build(*a, **kw):
+        gc.collect()  # an unreferenced model is gone; count only those still held
+        model = real_build(*a, **kw)
+        live.add(model)
+        most[0], builds[0] = max(most[0], len(live)), builds[0] + 1
+        return model
+
+    monkeypatch.setattr(KTMModel, "from_base", build)
+    data, out = _tree_data(tmp_path), tmp_path / "run"
+    args = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
+            "--steps", "2", "--batch-size", "2", "--eval-every", "0",
+            "--pretrain-k-warmup-steps", "1", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert builds[0] == 4 and most[0] == 1  # task check, K = 2 warm-up, K = 4 phase, task
+    assert json.loads((out / "metrics.json").read_text())["pretrain"]["steps"] == 2
+
+
 def test_pretrain_text_adds_to_the_default_recipes_text(tiny_model_dir, tmp_path, capsys):
     """``--pretrain-text`` feeds the built-in phase more text after the task's prompts; a
     phase that would read its text many times says so; the option is refused (exit 2) where

@@ -7,6 +7,7 @@ metrics to ``<out>/metrics.json``; ``resume`` continues an interrupted run in pl
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import sys
 import time
@@ -305,19 +306,27 @@ def _read_stages(data: DataConfig, tokenizer) -> tuple[list[Stage], dict]:
     return stages, {}
 
 
-def _pretrain_phase(
-    cfg: RunConfig, model: KTMModel, out: Path, resume: bool, progress: bool
-) -> dict | None:
-    """The default recipe's first phase: reconstruction pre-training of merger + LoRA on the
-    task's training prompts, as a run of its own in ``<out>/pretrain`` (resumable), then
-    ``model`` starts from it. Returns what it did (``None`` when it does not apply)."""
-    steps = cfg.resolved_pretrain_steps
-    if steps == 0:
+def _pretrain_phase_state(cfg: RunConfig, out: Path, resume: bool) -> str | None:
+    """Where the built-in pre-training phase stands: ``None`` (the run has none, or is past
+    it), ``"done"`` (its merger is in ``<out>/pretrain/model``) or ``"to run"``."""
+    if cfg.resolved_pretrain_steps == 0:
         return None
     folder = out / "pretrain"
     if resume and not folder.exists() and (out / "checkpoints").exists():
         return None  # a run past this phase; or written before ktm had it, so it never will
-    if not (folder / "metrics.json").is_file():
+    return "done" if (folder / "metrics.json").is_file() else "to run"
+
+
+def _pretrain_phase(cfg: RunConfig, out: Path, resume: bool, progress: bool) -> dict | None:
+    """The default recipe's first phase: reconstruction pre-training of merger + LoRA on the
+    task's training prompts, as a run of its own in ``<out>/pretrain`` (resumable); the task
+    model then starts from ``<out>/pretrain/model``. Returns what it did (``None`` when it
+    does not apply)."""
+    state = _pretrain_phase_state(cfg, out, resume)
+    if state is None:
+        return None
+    steps, folder = cfg.resolved_pretrain_steps, out / "pretrain"
+    if state == "to run":
         from .pretrain import NotEnoughText, PretrainConfig, run_pretraining
 
         train_cfg = dataclasses.replace(
@@ -353,11 +362,23 @@ def _pretrain_phase(
                 raise
             print(f"ktm: note: no pre-training ({e}); the merger starts fresh", file=sys.stderr)
             return {"skipped": str(e)}
-    model.init_from(folder / "model")
     done = read_json(folder / "metrics.json", "pre-training metrics")
     last = done["evals"][-1] if done.get("evals") else {}
     return {"steps": done["steps"], "chunks": done["chunks"],
             "train_seconds": done["train_seconds"], **last}  # fmt: skip
+
+
+def _build_models(cfg: RunConfig) -> tuple[KTMModel, KTMModel | None]:
+    """The run's model (seeded LoRA and merger initialisation, then ``init_from``) and its
+    distillation teacher, if any."""
+    import torch
+
+    dtype = getattr(torch, cfg.dtype)
+    torch.manual_seed(cfg.train.seed)
+    model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=dtype)
+    if cfg.init_from:
+        model.init_from(cfg.init_from)
+    return model, load_teacher(cfg.teacher, model, dtype) if cfg.teacher else None
 
 
 def _limited(rows: list[LabeledExample], limit: int | None) -> list[LabeledExample]:
@@ -368,8 +389,6 @@ def run_training(
     cfg: RunConfig, output_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> dict:
     """Train as ``cfg`` says, evaluate on the (last reached) test split, write metrics."""
-    import torch
-
     out = Path(output_dir)
     cfg = cfg.resolved()
     task = get_task(cfg.data.task).with_data(cfg.data)
@@ -377,20 +396,24 @@ def run_training(
         raise KTMError("curriculum training needs a classification task")
     check_run_dir(out, cfg, resume)
     # Build the model and read the data before writing anything: bad input leaves no folder.
-    torch.manual_seed(cfg.train.seed)  # LoRA and merger initialisation
-    model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
-    if cfg.init_from:
-        model.init_from(cfg.init_from)
+    model, teacher = _build_models(cfg)
     stages, data_info = load_stages(cfg.data, model.tokenizer, context_limit(model))
     if len(stages) > 1 and not cfg.curriculum:
         raise KTMError("several stages need curriculum training (--curriculum)")
-    teacher = load_teacher(cfg.teacher, model, getattr(torch, cfg.dtype)) if cfg.teacher else None
     if cfg.pretrain_text:
         from .pretrain import read_texts
 
         read_texts(cfg.pretrain_text)  # a missing or unreadable file fails here, not mid-run
     state = write_run_config(out, cfg.to_dict())
-    pretrain_info = _pretrain_phase(cfg, model, out, resume, progress)
+    phase_runs = _pretrain_phase_state(cfg, out, resume) == "to run"
+    if phase_runs:  # the phase builds its own model: hold one base model at a time
+        del model, teacher
+        gc.collect()
+    pretrain_info = _pretrain_phase(cfg, out, resume, progress)
+    if phase_runs:
+        model, teacher = _build_models(cfg)  # the same initialisation as the first build
+    if pretrain_info and "skipped" not in pretrain_info:
+        model.init_from(out / "pretrain" / "model")
     cfg.train.progress = progress
     t0 = time.perf_counter()
     if cfg.curriculum:
