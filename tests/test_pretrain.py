@@ -210,6 +210,39 @@ def test_cli_train_init_from(pretrained, tiny_model_dir, tmp_path):
     assert not (tmp_path / "r2").exists()  # nothing half-written
 
 
+def test_init_lora_from_takes_the_lora_of_a_smaller_k(pretrained, tiny_model_dir, tmp_path):
+    """A curriculum over K: the K = 4 run takes its merger from --init-from and its LoRA from
+    a K = 2 model (here the pre-training's own K = 2 warm-up); the run config round-trips."""
+    from ktm.runs import RunConfig, _build_models
+
+    k2, k4 = pretrained / "warmup-k2" / "model", pretrained / "model"
+    data = tmp_path / "d"
+    assert main(["data", "tree", "--train-trees", "10", "--test-trees", "3",
+                 "--out", str(data)]) == 0  # fmt: skip
+    out = tmp_path / "run"
+    code = main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
+                 "--steps", "1", "--batch-size", "2", "--init-from", str(pretrained),
+                 "--init-lora-from", str(k2), "--out", str(out), "--no-progress"])  # fmt: skip
+    assert code == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["init_lora_from"] == str(k2) and saved["train"]["lr"] == 3e-4
+    assert not (out / "pretrain").exists()  # both parts start trained: no built-in phase
+    cfg = RunConfig.from_dict(saved)
+    assert cfg.to_dict() == saved
+    model, _ = _build_models(cfg)
+    merger4, lora2 = KTMModel.from_pretrained(k4), KTMModel.from_pretrained(k2)
+    for key, value in merger4.merger.state_dict().items():
+        assert torch.equal(model.merger.state_dict()[key], value)
+    lora = {n: p for n, p in model.lm.named_parameters() if "lora_" in n}
+    theirs = dict(lora2.lm.named_parameters())
+    assert lora and all(torch.equal(p, theirs[n]) for n, p in lora.items())
+    assert not all(torch.equal(p, dict(merger4.lm.named_parameters())[n]) for n, p in lora.items())
+    no_lora = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
+               "--lora-r", "0", "--init-lora-from", str(k2),
+               "--out", str(tmp_path / "r0")]  # fmt: skip
+    assert main(no_lora) == 2 and not (tmp_path / "r0").exists()
+
+
 def test_bench_pretrained_arm_starts_from_init_and_others_fresh(
     pretrained, tiny_model_dir, tmp_path
 ):

@@ -155,6 +155,7 @@ class RunConfig:
     eval_batch_size: int = 32
     dtype: str = "float32"
     init_from: str | None = None
+    init_lora_from: str | None = None
     teacher: str | None = None
     pretrain_steps: int | None = None
     pretrain_chunk_tokens: int = 32
@@ -172,15 +173,19 @@ class RunConfig:
             raise KTMError(f"pretrain_steps must be an integer >= 0, got {steps!r}")
         if steps and not self.pretraining_applies:
             raise KTMError(
-                "pretrain_steps needs K > 1 with the MLP merger and no init_from or reduction "
+                "pretrain_steps needs K > 1 with the MLP merger and no init_from, init_lora_from "
+                "or reduction "
                 "(nothing else has a merger to pre-train); leave it unset or 0"
             )
+        if self.init_lora_from and self.ktm.lora_r == 0:
+            raise KTMError("init_lora_from needs a LoRA (lora_r > 0); leave it unset")
         if self.pretrain_chunk_tokens < 2:
             raise KTMError(f"pretrain_chunk_tokens must be >= 2, got {self.pretrain_chunk_tokens}")
         if self.pretrain_text and not self.resolved_pretrain_steps:
             raise KTMError(
                 "pretrain_text is read by the pre-training phase, which this run does not have "
-                "(it needs K > 1 with the MLP merger, no init_from, and pretrain_steps not 0)"
+                "(it needs K > 1 with the MLP merger, no init_from or init_lora_from, and "
+                "pretrain_steps not 0)"
             )
 
     @property
@@ -190,8 +195,8 @@ class RunConfig:
 
     @property
     def pretraining_applies(self) -> bool:
-        """Whether the run has a fresh MLP merger that pre-training would help."""
-        return self._has_mlp_merger and not self.init_from
+        """Whether the run has a fresh MLP merger and LoRA that pre-training would help."""
+        return self._has_mlp_merger and not (self.init_from or self.init_lora_from)
 
     @property
     def resolved_pretrain_steps(self) -> int:
@@ -369,8 +374,8 @@ def _pretrain_phase(cfg: RunConfig, out: Path, resume: bool, progress: bool) -> 
 
 
 def _build_models(cfg: RunConfig) -> tuple[KTMModel, KTMModel | None]:
-    """The run's model (seeded LoRA and merger initialisation, then ``init_from``) and its
-    distillation teacher, if any."""
+    """The run's model (seeded LoRA and merger initialisation, then ``init_from``, then the
+    LoRA of ``init_lora_from``) and its distillation teacher, if any."""
     import torch
 
     dtype = getattr(torch, cfg.dtype)
@@ -378,6 +383,8 @@ def _build_models(cfg: RunConfig) -> tuple[KTMModel, KTMModel | None]:
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=dtype)
     if cfg.init_from:
         model.init_from(cfg.init_from)
+    if cfg.init_lora_from:  # e.g. a task run at a smaller K: its LoRA, over init_from's
+        model.init_from(cfg.init_lora_from, lora_only=True)
     return model, load_teacher(cfg.teacher, model, dtype) if cfg.teacher else None
 
 

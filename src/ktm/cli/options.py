@@ -191,6 +191,12 @@ def add_start_options(p: argparse.ArgumentParser) -> None:
         help="start from the merger + LoRA of a saved model (e.g. from `ktm pretrain`)",
     )
     p.add_argument(
+        "--init-lora-from",
+        default=None,
+        help="then take the LoRA alone from this saved model or checkpoint, whatever its K "
+        "(e.g. a task run at a smaller K: a curriculum over K)",
+    )
+    p.add_argument(
         "--pretrain-steps",
         type=non_negative_int,
         default=None,
