@@ -118,6 +118,36 @@ def test_warm_up_ladder_reads_the_text_once_and_holds_one_model(
     assert len(reads) == 1 and most[0] == 1
 
 
+def test_pretraining_starts_its_lora_from_a_smaller_k_run(pretrained, tiny_model_dir, tmp_path):
+    """``--init-lora-from`` a finished K = 4 pre-training: a K = 8 run with no warm-ups whose
+    LoRA starts from that run's; the option round-trips; a missing path or warm-ups asked for
+    beside it are refused before anything is written."""
+    from ktm.pretrain import PretrainConfig
+
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    base = ["pretrain", "--model", str(tiny_model_dir), "--text", str(tmp_path / "corpus.txt"),
+            "--k", "8", "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "1",
+            "--batch-size", "2", "--lr", "1e-9", "--no-progress"]  # fmt: skip
+    out = tmp_path / "run"
+    assert main(base + ["--init-lora-from", str(pretrained / "model"), "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["init_lora_from"] == str(pretrained / "model") and saved["k_warmup"] == []
+    assert PretrainConfig.from_dict(saved).to_dict() == saved
+    assert not list(out.glob("warmup-k*"))
+    theirs = dict(KTMModel.from_pretrained(pretrained / "model").lm.named_parameters())
+    mine = KTMModel.from_pretrained(out / "model")
+    lora = {n: p for n, p in mine.lm.named_parameters() if "lora_" in n}
+    # one step at lr 1e-9: the LoRA is still the K = 4 run's
+    assert lora and all(torch.allclose(p, theirs[n], atol=1e-6) for n, p in lora.items())
+    missing = main(
+        base + ["--init-lora-from", str(tmp_path / "nope"), "--out", str(tmp_path / "m")]
+    )
+    both = main(base + ["--init-lora-from", str(pretrained / "model"), "--k-warmup", "2,4",
+                        "--out", str(tmp_path / "b")])  # fmt: skip
+    assert missing == 2 and both == 2
+    assert not (tmp_path / "m").exists() and not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize(
     "warmup, steps, match",
     [([4], 40, "below k=4"), ([1], 40, "from 2"), ([2, 2], 40, "increasing"), ([2], 0, "needs")],

@@ -111,7 +111,9 @@ class PretrainConfig:
     each (default: a tenth of ``train.steps``, at most 40; 0: none), each passing its LoRA on
     to the next and the last to the run at K: at a small K the LM learns to read merged blocks
     within a few dozen steps, where at K = 4 when that happens varies with the seed
-    (docs/learnability.md §2.16).
+    (docs/learnability.md §2.16). ``init_lora_from`` (a saved model or checkpoint at any K,
+    e.g. a finished pre-training at a smaller K) gives the LoRA's start instead; there are no
+    warm-ups then.
     """
 
     model: str
@@ -126,6 +128,7 @@ class PretrainConfig:
     data: DataConfig | None = None
     k_warmup: list[int] | None = None
     k_warmup_steps: int | None = None
+    init_lora_from: str | None = None
 
     def __post_init__(self) -> None:
         if not self.texts and self.data is None:
@@ -144,8 +147,13 @@ class PretrainConfig:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise KTMError(f"k_warmup_steps must be an integer >= 0, got {s!r}")
         if self.k_warmup is None:  # recorded as resolved: 2, 4, 8, … below K
-            self.k_warmup = k_ladder(self.ktm.k) if s else []
+            self.k_warmup = k_ladder(self.ktm.k) if s and not self.init_lora_from else []
         w = list(self.k_warmup)
+        if w and self.init_lora_from:
+            raise KTMError(
+                f"init_lora_from starts the LoRA where the warm-ups would (k_warmup={w}); "
+                f"give one of them (--k-warmup none with --init-lora-from)"
+            )
         if w and not s:
             raise KTMError(f"k_warmup={w} needs k_warmup_steps > 0")
         ints = all(isinstance(k, int) and not isinstance(k, bool) for k in w)
@@ -252,6 +260,8 @@ def run_pretraining(
 
     out = Path(output_dir)
     check_run_dir(out, cfg, resume)
+    if cfg.init_lora_from and not Path(cfg.init_lora_from).exists():
+        raise KTMError(f"init_lora_from: no saved model or checkpoint at {cfg.init_lora_from}")
     # Only the tokenizer before the warm-ups: each loads its own model, one at a time.
     chunks = chunks or pretraining_chunks(cfg, load_tokenizer(cfg.model))
     holdout = min(cfg.holdout_chunks, max(1, len(chunks) // 10))  # at most a tenth held out
@@ -259,6 +269,8 @@ def run_pretraining(
     warmups = _k_warmups(cfg, out, resume, progress, chunks)
     if warmups:
         lora_from = out / f"warmup-k{warmups[-1]['k']}" / "model"
+    elif cfg.init_lora_from:
+        lora_from = Path(cfg.init_lora_from)
     torch.manual_seed(cfg.train.seed)  # the merger's initialisation, with or without warm-ups
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
     if lora_from is not None:

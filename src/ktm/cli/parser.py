@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="steps at each warm-up K (default: a tenth of --steps, at most 40; 0 skips it)",
     )
+    pre.add_argument(
+        "--init-lora-from",
+        default=None,
+        help="start the LoRA from this saved model or checkpoint at any K (e.g. a finished "
+        "pre-training at a smaller K) instead of the warm-ups",
+    )
     pre.add_argument("--out", required=True, help="run folder; the merger lands in <out>/model")
     pre.add_argument("--resume", action="store_true")
     pre.add_argument("--no-progress", action="store_true")
