@@ -81,32 +81,41 @@ def test_pretraining_warms_up_at_a_smaller_k(pretrained, tiny_model_dir):
         wider.init_from(pretrained / "warmup-k2" / "model", lora_only=True)
 
 
-def test_warm_up_ladder_reads_the_text_once_and_holds_one_model(
-    tiny_model_dir, tmp_path, monkeypatch
-):
-    """K = 8 warms up at 2 then 4: the text is read and cut once for all three runs, and
-    each run's model is built after the one before it is done with (one base model at once)."""
+def _count_model_builds(monkeypatch) -> tuple[list[int], list[int]]:
+    """Patch ``KTMModel.from_base`` to count builds and the most models held at once; returns
+    ``(most, builds)``, one-element lists filled in as the run goes."""
     import gc
     import weakref
 
-    import ktm.pretrain as pretrain
-
-    reads, live, most = [], weakref.WeakSet(), [0]
-    real_read, real_build = pretrain.read_texts, KTMModel.from_base
-
-    def read(*a, **kw):
-        reads.append(a)
-        return real_read(*a, **kw)
+    live, most, builds = weakref.WeakSet(), [0], [0]
+    real_build = KTMModel.from_base
 
     def build(*a, **kw):
         gc.collect()  # a finished run's model is unreferenced; drop it before counting
         model = real_build(*a, **kw)
         live.add(model)
-        most[0] = max(most[0], len(live))
+        most[0], builds[0] = max(most[0], len(live)), builds[0] + 1
         return model
 
-    monkeypatch.setattr(pretrain, "read_texts", read)
     monkeypatch.setattr(KTMModel, "from_base", build)
+    return most, builds
+
+
+def test_warm_up_ladder_reads_the_text_once_and_holds_one_model(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """K = 8 warms up at 2 then 4: the text is read and cut once for all three runs, and
+    each run's model is built after the one before it is done with (one base model at once)."""
+    import ktm.pretrain as pretrain
+
+    reads, real_read = [], pretrain.read_texts
+
+    def read(*a, **kw):
+        reads.append(a)
+        return real_read(*a, **kw)
+
+    monkeypatch.setattr(pretrain, "read_texts", read)
+    most, _ = _count_model_builds(monkeypatch)
     (tmp_path / "corpus.txt").write_text(TEXT)
     code = main(["pretrain", "--model", str(tiny_model_dir), "--text", str(tmp_path / "corpus.txt"),
                  "--k", "8", "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "2",
@@ -407,20 +416,7 @@ def test_default_recipe_pretrains_on_the_tasks_prompts_first(tiny_model_dir, tmp
 def test_default_recipe_holds_one_base_model_at_a_time(tiny_model_dir, tmp_path, monkeypatch):
     """The task's model, built first to check the data, is let go while the built-in phase
     (warm-up at K = 2, then K = 4) builds its own, and rebuilt after it: never two at once."""
-    import gc
-    import weakref
-
-    live, most, builds = weakref.WeakSet(), [0], [0]
-    real_build = KTMModel.from_base
-
-    def build(*a, **kw):
-        gc.collect()  # an unreferenced model is gone; count only those still held
-        model = real_build(*a, **kw)
-        live.add(model)
-        most[0], builds[0] = max(most[0], len(live)), builds[0] + 1
-        return model
-
-    monkeypatch.setattr(KTMModel, "from_base", build)
+    most, builds = _count_model_builds(monkeypatch)
     data, out = _tree_data(tmp_path), tmp_path / "run"
     args = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
             "--steps", "2", "--batch-size", "2", "--eval-every", "0",

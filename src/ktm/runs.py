@@ -174,8 +174,7 @@ class RunConfig:
         if steps and not self.pretraining_applies:
             raise KTMError(
                 "pretrain_steps needs K > 1 with the MLP merger and no init_from, init_lora_from "
-                "or reduction "
-                "(nothing else has a merger to pre-train); leave it unset or 0"
+                "or reduction (nothing else has a merger to pre-train); leave it unset or 0"
             )
         if self.init_lora_from and self.ktm.lora_r == 0:
             raise KTMError("init_lora_from needs a LoRA (lora_r > 0); leave it unset")
@@ -322,12 +321,11 @@ def _pretrain_phase_state(cfg: RunConfig, out: Path, resume: bool) -> str | None
     return "done" if (folder / "metrics.json").is_file() else "to run"
 
 
-def _pretrain_phase(cfg: RunConfig, out: Path, resume: bool, progress: bool) -> dict | None:
+def _pretrain_phase(cfg: RunConfig, out: Path, state: str | None, progress: bool) -> dict | None:
     """The default recipe's first phase: reconstruction pre-training of merger + LoRA on the
     task's training prompts, as a run of its own in ``<out>/pretrain`` (resumable); the task
-    model then starts from ``<out>/pretrain/model``. Returns what it did (``None`` when it
-    does not apply)."""
-    state = _pretrain_phase_state(cfg, out, resume)
+    model then starts from ``<out>/pretrain/model``. ``state`` is
+    :func:`_pretrain_phase_state`'s. Returns what it did (``None`` when it does not apply)."""
     if state is None:
         return None
     steps, folder = cfg.resolved_pretrain_steps, out / "pretrain"
@@ -412,12 +410,12 @@ def run_training(
 
         read_texts(cfg.pretrain_text)  # a missing or unreadable file fails here, not mid-run
     state = write_run_config(out, cfg.to_dict())
-    phase_runs = _pretrain_phase_state(cfg, out, resume) == "to run"
-    if phase_runs:  # the phase builds its own model: hold one base model at a time
+    phase = _pretrain_phase_state(cfg, out, resume)
+    if phase == "to run":  # the phase builds its own model: hold one base model at a time
         del model, teacher
         gc.collect()
-    pretrain_info = _pretrain_phase(cfg, out, resume, progress)
-    if phase_runs:
+    pretrain_info = _pretrain_phase(cfg, out, phase, progress)
+    if phase == "to run":
         model, teacher = _build_models(cfg)  # the same initialisation as the first build
     if pretrain_info and "skipped" not in pretrain_info:
         model.init_from(out / "pretrain" / "model")
