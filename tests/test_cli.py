@@ -174,6 +174,17 @@ def test_bad_data_row_exits_2_and_writes_nothing(tiny_model_dir, tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
 
 
+def test_resume_with_only_the_folder(trained, tmp_path):
+    """`--resume --out RUN` alone reads RUN's options; with nothing (or the wrong kind of run)
+    there, it says so and writes nothing."""
+    proc = run("train", "--resume", "--out", str(tmp_path / "none"))
+    assert proc.returncode == 2 and "nothing to resume" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "none").exists()
+    proc = run("pretrain", "--resume", "--out", str(trained))
+    assert proc.returncode == 2 and "not the config of a `ktm pretrain` run" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_run_from_an_older_version_resumes(trained, tree_data, tiny_model_dir, tmp_path):
     import shutil
 

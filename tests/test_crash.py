@@ -14,10 +14,12 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 
 
 def _train_cmd(model_dir, data, out, resume=False):
-    cmd = [sys.executable, "-m", "ktm.cli", "train", "--model", str(model_dir), "--data",
-           str(data), "--k", "4", "--steps", "150", "--batch-size", "4", "--save-every", "1",
-           "--lr", "5e-3", "--out", str(out), "--no-progress"]  # fmt: skip
-    return cmd + (["--resume"] if resume else [])
+    """A resumed run is given only its folder: the options come from its config.json."""
+    cmd = [sys.executable, "-m", "ktm.cli", "train", "--out", str(out), "--no-progress"]
+    if resume:
+        return cmd + ["--resume"]
+    return cmd + ["--model", str(model_dir), "--data", str(data), "--k", "4", "--steps", "150",
+                  "--batch-size", "4", "--save-every", "1", "--lr", "5e-3"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +36,24 @@ def data(tmp_path_factory):
 def test_killed_runs_resume_to_the_same_result(tiny_model_dir, data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref = tmp_path / "ref"
-    subprocess.run(_train_cmd(tiny_model_dir, data, ref), check=True, env=env,
-                   capture_output=True)  # fmt: skip
+    # Kill times scale with how long this machine takes to start a run and to finish it.
+    start = time.monotonic()
+    proc = subprocess.Popen(_train_cmd(tiny_model_dir, data, ref), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    while not (ref / "config.json").is_file() and proc.poll() is None:
+        time.sleep(0.05)
+    start_up = time.monotonic() - start
+    assert proc.wait() == 0
+    work = time.monotonic() - start - start_up
     expected = json.loads((ref / "metrics.json").read_text())
     ref_log = (ref / "train_log.jsonl").read_text().splitlines()
 
     out, rng, kills = tmp_path / "run", random.Random(0), 0
     while kills < 5:
-        cmd = _train_cmd(tiny_model_dir, data, out, resume=out.exists())
+        started = (out / "config.json").is_file()  # else killed before it wrote anything
+        cmd = _train_cmd(tiny_model_dir, data, out, resume=started)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.5, 4.0))  # start-up takes ~1-2 s; steps and saves follow
+        time.sleep(start_up * rng.uniform(0.8, 1.0) + work * rng.uniform(0.0, 0.15))
         if proc.poll() is not None:
             break  # finished before the kill
         os.kill(proc.pid, signal.SIGKILL)
@@ -65,3 +75,17 @@ def test_killed_runs_resume_to_the_same_result(tiny_model_dir, data, tmp_path):
         json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()
     ]
     assert losses == [json.loads(line)["loss"] for line in ref_log]
+
+
+def test_ctrl_c_says_how_to_resume(tiny_model_dir, data, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(tiny_model_dir, data, out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "config.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert f"`ktm train --resume --out {out}` continues it" in err

@@ -15,6 +15,8 @@ from ..errors import KTMError
 from .options import EXIT_USAGE
 from .parser import build_parser
 
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+
 __all__ = ["main", "build_parser", "EXIT_USAGE"]
 
 
@@ -49,6 +51,7 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    args = None
     try:
         _apply_config_file(parser, argv)
         args = parser.parse_args(argv)
@@ -58,4 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ktm: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("ktm: interrupted; rerun with --resume to continue", file=sys.stderr)
+        if getattr(args, "resume", None) is not None:  # a run: say how to pick it up
+            hint = f"`ktm {args.command} --resume --out {args.out}` continues it"
+        else:
+            hint = "nothing was saved"
+        print(f"ktm: interrupted; {hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -100,13 +100,47 @@ def _k_warmup(text: str | None) -> list[int] | None:
     return [] if text.strip().lower() == "none" else int_list(text, "--k-warmup")
 
 
+# Options that say how to run, not what: they may differ between a run and its resume.
+_HOW_TO_RUN = {"command", "func", "config", "out", "resume", "no_progress"}
+
+
+def _saved_config(args: argparse.Namespace, cls):
+    """``--resume --out RUN`` and nothing else: RUN's saved configuration, else None.
+
+    Any other option given means the user restates the run; it is then checked against the
+    saved one as before, so a changed option is still refused.
+    """
+    if not args.resume:
+        return None
+    from ..io_utils import read_json
+    from .parser import build_parser
+
+    defaults = vars(build_parser().parse_args([args.command, "--out", args.out]))
+    if any(v != defaults.get(k) for k, v in vars(args).items() if k not in _HOW_TO_RUN):
+        return None
+    saved = Path(args.out) / "config.json"
+    if not saved.is_file():
+        raise KTMError(
+            f"nothing to resume in {args.out}: it has no config.json; give the run's options "
+            "to start it"
+        )
+    values = read_json(saved, "run config")
+    try:
+        return cls.from_dict(values)
+    except (KTMError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise KTMError(
+            f"{saved} is not the config of a `ktm {args.command}` run ({e}); give the run's "
+            "options with --resume"
+        ) from None
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Pre-train merger + LoRA to regenerate text; reuse it with `ktm train --init-from`."""
     from ..config import KTMConfig
     from ..pretrain import PretrainConfig, run_pretraining
     from ..training import TrainConfig
 
-    cfg = _pick(
+    cfg = _saved_config(args, PretrainConfig) or _pick(
         PretrainConfig,
         args,
         texts=args.text,
@@ -127,10 +161,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train; writes config.json, checkpoints/, train_log.jsonl, metrics.json and model/."""
     from ..report import format_table, metric_columns
-    from ..runs import run_training
+    from ..runs import RunConfig, run_training
     from ..tasks import get_task
 
-    cfg = run_config(args)
+    cfg = _saved_config(args, RunConfig) or run_config(args)
     if cfg.pretraining_applies and cfg.pretrain_steps == 0 and not args.resume:
         print(
             "ktm: note: a fresh merger learns slowly at K > 1; without --pretrain-steps 0 the "
