@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -70,6 +72,18 @@ def _check_base(path: Path, expected: dict, actual: dict, name: str) -> None:
                 f"checkpoint {path} was trained on a base model with {key} "
                 f"{expected[key]}, but {name!r} has {actual.get(key)}; load it with its own base"
             )
+
+
+def _cache_argument(decoder: nn.Module) -> str:
+    """The decoder's name for its KV cache: transformers 5.24 renamed ``past_key_values`` to
+    ``cache`` (the old name is removed in 5.40); earlier 5.x releases know only the old one."""
+    return _cache_argument_of(type(decoder))
+
+
+@functools.cache
+def _cache_argument_of(decoder_class: type) -> str:
+    params = inspect.signature(decoder_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 class KTMModel(nn.Module):
@@ -273,14 +287,18 @@ class KTMModel(nn.Module):
     # ----------------------------------------------------------------- forward passes
     def hidden_states(self, batch: CompressedBatch, past_key_values=None, use_cache: bool = False):
         """Run the decoder. Returns (last hidden states (B, N, d), cache or None)."""
-        out = self.decoder(
+        decoder = self.decoder
+        out = decoder(
             inputs_embeds=batch.embeds,
             attention_mask=batch.attention_mask,
             position_ids=batch.position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
+            **{_cache_argument(decoder): past_key_values},
         )
-        return out.last_hidden_state, (out.past_key_values if use_cache else None)
+        if not use_cache:
+            return out.last_hidden_state, None
+        cache = getattr(out, "cache", None)
+        return out.last_hidden_state, (cache if cache is not None else out.past_key_values)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """(…, d) -> (…, V) vocabulary logits."""
