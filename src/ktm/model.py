@@ -74,14 +74,10 @@ def _check_base(path: Path, expected: dict, actual: dict, name: str) -> None:
             )
 
 
-def _cache_argument(decoder: nn.Module) -> str:
+@functools.cache
+def _cache_argument(decoder_class: type) -> str:
     """The decoder's name for its KV cache: transformers 5.24 renamed ``past_key_values`` to
     ``cache`` (the old name is removed in 5.40); earlier 5.x releases know only the old one."""
-    return _cache_argument_of(type(decoder))
-
-
-@functools.cache
-def _cache_argument_of(decoder_class: type) -> str:
     params = inspect.signature(decoder_class.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
@@ -293,7 +289,7 @@ class KTMModel(nn.Module):
             attention_mask=batch.attention_mask,
             position_ids=batch.position_ids,
             use_cache=use_cache,
-            **{_cache_argument(decoder): past_key_values},
+            **{_cache_argument(type(decoder)): past_key_values},
         )
         if not use_cache:
             return out.last_hidden_state, None

@@ -40,6 +40,17 @@ def run_from_dict(cls, d: dict, **parts: type):
     )
 
 
+def read_run_config(out: Path, cls, what: str):
+    """The options the run in ``out`` was started with, read back through ``cls`` (a run
+    config class); a :class:`KTMError` naming ``config.json`` when it is not ``what``'s."""
+    saved = Path(out) / "config.json"
+    values = read_json(saved, "run config")
+    try:
+        return cls.from_dict(values)
+    except (KTMError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise KTMError(f"{saved} is not the config of {what} ({e})") from None
+
+
 def check_run_dir(out: Path, config, resume: bool) -> None:
     """A new run needs an unused folder; a resumed one the same options.
 
@@ -51,8 +62,8 @@ def check_run_dir(out: Path, config, resume: bool) -> None:
         if not resume:
             raise KTMError(f"{out} already holds a run; pass --resume or choose another --out")
         try:
-            before = type(config).from_dict(read_json(saved, "run config")).to_dict()
-        except (KTMError, KeyError, TypeError):
+            before = read_run_config(out, type(config), "this kind of run").to_dict()
+        except KTMError:
             before = None
         if before != config.to_dict():
             raise KTMError(f"{saved} was written with other options; resume with the same ones")

@@ -112,26 +112,21 @@ def _saved_config(args: argparse.Namespace, cls):
     """
     if not args.resume:
         return None
-    from ..io_utils import read_json
+    from ..run_files import read_run_config
     from .parser import build_parser
 
     defaults = vars(build_parser().parse_args([args.command, "--out", args.out]))
     if any(v != defaults.get(k) for k, v in vars(args).items() if k not in _HOW_TO_RUN):
         return None
-    saved = Path(args.out) / "config.json"
-    if not saved.is_file():
+    if not (Path(args.out) / "config.json").is_file():
         raise KTMError(
             f"nothing to resume in {args.out}: it has no config.json; give the run's options "
             "to start it"
         )
-    values = read_json(saved, "run config")
     try:
-        return cls.from_dict(values)
-    except (KTMError, KeyError, TypeError, ValueError, AttributeError) as e:
-        raise KTMError(
-            f"{saved} is not the config of a `ktm {args.command}` run ({e}); give the run's "
-            "options with --resume"
-        ) from None
+        return read_run_config(Path(args.out), cls, f"a `ktm {args.command}` run")
+    except KTMError as e:
+        raise KTMError(f"{e}; give the run's options with --resume") from None
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
