@@ -1,0 +1,54 @@
+"""The prompt-reconstruction script measures a run's own test prompts, from a saved model or a
+training checkpoint alike."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from ktm.cli import main
+
+SCRIPT = Path(__file__).parent.parent / "scripts" / "prompt_reconstruction.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("prompt_reconstruction", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_checkpoint_measures_as_its_saved_model(tiny_model_dir, tmp_path, monkeypatch):
+    data, run = tmp_path / "d", tmp_path / "run"
+    assert main(["data", "tree", "--train-trees", "30", "--test-trees", "3", "--out",
+                 str(data)]) == 0  # fmt: skip
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
+                 "--steps", "3", "--batch-size", "2", "--eval-every", "0",
+                 "--pretrain-k-warmup-steps", "2", "--no-progress",
+                 "--out", str(run)]) == 0  # fmt: skip
+    last = sorted((run / "pretrain" / "checkpoints").glob("step-*"))[-1]
+    out = tmp_path / "rec.json"
+    argv = ["prompt_reconstruction.py", str(run), str(run / "pretrain" / "model"), str(last),
+            "--limit", "4", "--out", str(out)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    _script().main()
+    result = json.loads(out.read_text())
+    saved, checkpoint = result["rows"]
+    assert result["prompts"] == 4 and saved["k"] == checkpoint["k"] == 4
+    assert saved["reconstruction_nll"] > 0
+    assert checkpoint["reconstruction_nll"] == pytest.approx(saved["reconstruction_nll"], rel=1e-5)
+    assert saved["exact_share"] == checkpoint["exact_share"]
+
+
+def test_a_prompt_counts_as_repeated_when_the_output_starts_with_it():
+    class Echo:
+        def tokenize(self, texts):
+            return [t.split() for t in texts]
+
+        def generate(self, prompts, suffixes, max_new_tokens):
+            return [" " + p + " and on" if i % 2 == 0 else p[::-1] for i, p in enumerate(prompts)]
+
+    prompts = ["Tree: +AB", "Tree: +CD", "Tree: +EF"]
+    assert _script().exact_share(Echo(), prompts, batch_size=2) == 2 / 3
