@@ -1,26 +1,15 @@
 """The prompt-reconstruction script measures a run's own test prompts, from a saved model or a
 training checkpoint alike."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 from ktm.cli import main
 
-SCRIPT = Path(__file__).parent.parent / "scripts" / "prompt_reconstruction.py"
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("prompt_reconstruction", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_a_checkpoint_measures_as_its_saved_model(tiny_model_dir, tmp_path, monkeypatch):
+def test_a_checkpoint_measures_as_its_saved_model(tiny_model_dir, tmp_path, monkeypatch, script):
     data, run = tmp_path / "d", tmp_path / "run"
     assert main(["data", "tree", "--train-trees", "30", "--test-trees", "3", "--out",
                  str(data)]) == 0  # fmt: skip
@@ -33,7 +22,7 @@ def test_a_checkpoint_measures_as_its_saved_model(tiny_model_dir, tmp_path, monk
     argv = ["prompt_reconstruction.py", str(run), str(run / "pretrain" / "model"), str(last),
             "--limit", "4", "--out", str(out)]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
-    _script().main()
+    script("prompt_reconstruction").main()
     result = json.loads(out.read_text())
     saved, checkpoint = result["rows"]
     assert result["prompts"] == 4 and saved["k"] == checkpoint["k"] == 4
@@ -42,7 +31,7 @@ def test_a_checkpoint_measures_as_its_saved_model(tiny_model_dir, tmp_path, monk
     assert saved["exact_share"] == checkpoint["exact_share"]
 
 
-def test_a_prompt_counts_as_repeated_when_the_output_starts_with_it():
+def test_a_prompt_counts_as_repeated_when_the_output_starts_with_it(script):
     class Echo:
         def tokenize(self, texts):
             return [t.split() for t in texts]
@@ -51,4 +40,4 @@ def test_a_prompt_counts_as_repeated_when_the_output_starts_with_it():
             return [" " + p + " and on" if i % 2 == 0 else p[::-1] for i, p in enumerate(prompts)]
 
     prompts = ["Tree: +AB", "Tree: +CD", "Tree: +EF"]
-    assert _script().exact_share(Echo(), prompts, batch_size=2) == 2 / 3
+    assert script("prompt_reconstruction").exact_share(Echo(), prompts, batch_size=2) == 2 / 3
