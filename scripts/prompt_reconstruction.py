@@ -5,7 +5,8 @@ A task compresses whole prompts, blocks starting at the prompt's first token. Th
 that case: for each model (a `ktm pretrain` output, its `model/`, or a checkpoint), the test
 prompts of a `ktm train` run's last stage are merged and the LM must repeat them after the
 reconstruction marker; it writes the loss per token (EOS included) and the share of prompts
-that greedy decoding repeats exactly.
+that greedy decoding repeats exactly (for the tree task, also by how the asked-about nodes
+relate).
 
     python scripts/prompt_reconstruction.py RUN MODEL [MODEL ...] --limit 100 --out rec.json
 
@@ -13,6 +14,7 @@ Used in docs/learnability.md §2.23.
 """
 
 import argparse
+import collections
 from pathlib import Path
 
 import torch
@@ -22,6 +24,7 @@ from ktm.io_utils import read_json, write_json_atomic
 from ktm.model import CONFIG_NAME, RECONSTRUCT_MARKER, KTMModel, checkpoint_folder
 from ktm.pretrain import reconstruction_examples, reconstruction_nll
 from ktm.runs import RunConfig, load_stages
+from ktm.tasks.tree_relations import relation
 
 
 def load(path: str, dtype: torch.dtype) -> KTMModel:
@@ -35,21 +38,32 @@ def load(path: str, dtype: torch.dtype) -> KTMModel:
     return model
 
 
-def exact_share(model: KTMModel, prompts: list[str], batch_size: int = 16) -> float:
-    """Share of ``prompts`` that greedy decoding repeats character for character.
+def repeated(model: KTMModel, prompts: list[str], batch_size: int = 16) -> list[bool]:
+    """Whether greedy decoding repeats each prompt character for character.
 
     What follows the repeated prompt is ignored: a merger pre-trained on chunks that span
     several prompts goes on into a next one instead of stopping.
     """
-    hits = 0
+    hits = []
     for i in range(0, len(prompts), batch_size):
         batch = prompts[i : i + batch_size]
         longest = max(len(ids) for ids in model.tokenize(batch))
         outs = model.generate(
             batch, suffixes=[RECONSTRUCT_MARKER] * len(batch), max_new_tokens=longest + 2
         )
-        hits += sum(out.strip().startswith(p.strip()) for out, p in zip(outs, batch, strict=True))
-    return hits / len(prompts)
+        hits += [out.strip().startswith(p.strip()) for out, p in zip(outs, batch, strict=True)]
+    return hits
+
+
+def share_by(hits: list[bool], groups: list[str]) -> dict[str, dict]:
+    """Share of hits per group: {group: {"repeated", "n", "share"}}."""
+    counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    for hit, group in zip(hits, groups, strict=True):
+        counts[group][0] += hit
+        counts[group][1] += 1
+    return {
+        g: {"repeated": h, "n": n, "share": round(h / n, 4)} for g, (h, n) in sorted(counts.items())
+    }
 
 
 def main() -> None:
@@ -65,12 +79,15 @@ def main() -> None:
     rows = []
     for path in args.models:
         model = load(path, getattr(torch, cfg.dtype))
+        hits = repeated(model, prompts)
         row = {
             "model": path,
             "k": model.k,
             **reconstruction_nll(model, reconstruction_examples(prompts)),
-            "exact_share": round(exact_share(model, prompts), 4),
+            "exact_share": round(sum(hits) / len(hits), 4),
         }
+        if cfg.data.task == "tree":  # which questions come back wrong
+            row["exact_share_by_relation"] = share_by(hits, [relation(p) for p in prompts])
         rows.append(row)
         print(row, flush=True)
     write_json_atomic(

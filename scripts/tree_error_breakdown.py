@@ -21,37 +21,7 @@ from ktm.io_utils import read_json, write_json_atomic
 from ktm.model import KTMModel
 from ktm.runs import RunConfig, load_stages
 from ktm.tasks.tree import TREE_LABELS
-
-
-def parents(prompt: str) -> dict[str, str | None]:
-    """Each node's parent, read from the prompt's ``+``-indented tree."""
-    lines = prompt.split(", Task")[0].removeprefix("Tree: ").split("\n")
-    parent: dict[str, str | None] = {}
-    path: list[str] = []
-    for line in lines:
-        depth, name = line.count("+"), line.strip(" +")
-        path = path[: depth - 1]
-        parent[name] = path[-1] if path else None
-        path.append(name)
-    return parent
-
-
-def relation(prompt: str) -> str:
-    """How the prompt's Parent and Child nodes relate in its tree."""
-    parent = parents(prompt)
-    p = prompt.split("Parent: ")[1].split(",")[0]
-    c = prompt.split("Child: ")[1].split(",")[0]
-    if parent.get(c) == p:
-        return "parent"
-    if parent.get(p) == c:
-        return "reverse"
-    up, node = set(), parent.get(c)
-    while node:
-        up.add(node)
-        node = parent.get(node)
-    if p in up:
-        return "ancestor"
-    return "sibling" if parent.get(p) == parent.get(c) else "other"
+from ktm.tasks.tree_relations import relation
 
 
 def main() -> None:

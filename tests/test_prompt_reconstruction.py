@@ -29,6 +29,10 @@ def test_a_checkpoint_measures_as_its_saved_model(tiny_model_dir, tmp_path, monk
     assert saved["reconstruction_nll"] > 0
     assert checkpoint["reconstruction_nll"] == pytest.approx(saved["reconstruction_nll"], rel=1e-5)
     assert saved["exact_share"] == checkpoint["exact_share"]
+    by_relation = saved["exact_share_by_relation"]
+    assert set(by_relation) <= {"parent", "reverse", "ancestor", "sibling", "other"}
+    assert sum(v["n"] for v in by_relation.values()) == 4
+    assert sum(v["repeated"] for v in by_relation.values()) == round(saved["exact_share"] * 4)
 
 
 def test_a_prompt_counts_as_repeated_when_the_output_starts_with_it(script):
@@ -39,5 +43,10 @@ def test_a_prompt_counts_as_repeated_when_the_output_starts_with_it(script):
         def generate(self, prompts, suffixes, max_new_tokens):
             return [" " + p + " and on" if i % 2 == 0 else p[::-1] for i, p in enumerate(prompts)]
 
-    prompts = ["Tree: +AB", "Tree: +CD", "Tree: +EF"]
-    assert script("prompt_reconstruction").exact_share(Echo(), prompts, batch_size=2) == 2 / 3
+    reconstruction = script("prompt_reconstruction")
+    hits = reconstruction.repeated(Echo(), ["Tree: +AB", "Tree: +CD", "Tree: +EF"], batch_size=2)
+    assert hits == [True, False, True]
+    assert reconstruction.share_by(hits, ["parent", "other", "other"]) == {
+        "other": {"repeated": 1, "n": 2, "share": 0.5},
+        "parent": {"repeated": 1, "n": 1, "share": 1.0},
+    }
