@@ -15,7 +15,7 @@ SCRIPTS = Path(__file__).parent.parent / "scripts"
 
 @pytest.fixture
 def script():
-    """Load ``scripts/NAME.py`` as a module: ``script("tree_error_breakdown").relation(...)``."""
+    """Load ``scripts/NAME.py`` as a module: ``script("prompt_reconstruction").repeated(...)``."""
     import importlib.util
 
     def load(name: str):

@@ -1,6 +1,7 @@
 """How the two nodes a Textualized Tree question asks about relate in its tree.
 
-Used to break a run's accuracy down by relation (``scripts/tree_error_breakdown.py``): the
+Used to break a run's accuracy, or a merger's prompt reconstruction, down by relation
+(``scripts/tree_error_breakdown.py``, ``scripts/prompt_reconstruction.py``): the
 label is ``true`` only for ``parent``; the ``false`` pairs differ in how hard they are to
 tell from it (a grandparent needs the depth of both nodes, a reversed pair their order).
 """
