@@ -16,7 +16,7 @@ from torch import nn
 
 from .errors import KTMError
 from .io_utils import atomic_dir, write_json_atomic
-from .model import CONFIG_NAME, MERGER_NAME, KTMModel, checkpoint_folder
+from .model import CONFIG_NAME, MERGER_NAME, KTMModel, checkpoint_folder, quiet_peft
 
 KTM_SUBDIR = "ktm"
 
@@ -46,7 +46,8 @@ def merged_causal_lm(model: KTMModel) -> nn.Module:
     _untie_output_layer(model.causal_lm)
     lm = model.lm
     if hasattr(lm, "merge_and_unload"):
-        lm = lm.merge_and_unload()
+        with quiet_peft():
+            lm = lm.merge_and_unload()
     return lm
 
 

@@ -82,6 +82,23 @@ def _cache_argument(decoder_class: type) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+@contextmanager
+def quiet_peft():
+    """Silence peft's notes that need no action from the user: the output layer's LoRA is not
+    tied to the (frozen) input embedding, and GPT-2-style Conv1D layers beside a Linear head
+    get each their own weight layout."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+        warnings.filterwarnings("ignore", message=".*fan_in_fan_out is set to.*")
+        yield
+
+
+def _reads_position_ids(decoder_class: type) -> bool:
+    """Whether the decoder places tokens by ``position_ids`` (ALiBi models such as BLOOM and
+    MPT take positions from the attention mask instead)."""
+    return "position_ids" in inspect.signature(decoder_class.forward).parameters
+
+
 class KTMModel(nn.Module):
     """Merger + LoRA-adapted causal LM.
 
@@ -123,6 +140,13 @@ class KTMModel(nn.Module):
 
     @classmethod
     def _assemble(cls, causal_lm, tokenizer, config: KTMConfig, name: str) -> "KTMModel":
+        decoder = getattr(causal_lm, causal_lm.base_model_prefix)
+        if config.positions == "spread" and not _reads_position_ids(type(decoder)):
+            raise KTMError(
+                f"positions='spread' needs a model that reads position ids, but "
+                f"{causal_lm.config.model_type!r} takes positions from its attention mask "
+                f"(ALiBi); use positions='compact' (--positions compact)"
+            )
         for p in causal_lm.parameters():
             p.requires_grad_(False)
         lm = causal_lm
@@ -140,9 +164,7 @@ class KTMModel(nn.Module):
                 target_modules=targets,
             )
             try:
-                with warnings.catch_warnings():
-                    # The output layer's LoRA must not tie to the (frozen) input embedding.
-                    warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+                with quiet_peft():
                     lm = get_peft_model(causal_lm, lora)
             except ValueError as e:
                 raise KTMError(f"LoRA targets {targets} do not fit this model: {e}") from None
@@ -661,8 +683,7 @@ class KTMModel(nn.Module):
             if not (adapter / "adapter_config.json").is_file():
                 raise KTMError(f"adapter missing: {adapter}/adapter_config.json")
             try:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+                with quiet_peft():
                     lm = PeftModel.from_pretrained(causal_lm, str(adapter), is_trainable=trainable)
             except Exception as e:  # peft raises many types for a broken adapter
                 raise KTMError(f"could not load adapter {adapter}: {e}") from None
