@@ -16,6 +16,7 @@ import torch
 import transformers as T
 
 from ktm import KTMConfig, KTMError, KTMModel, SamplingConfig
+from ktm.cli import main
 from ktm.export import export_merged, load_exported
 from ktm.training import Example, TrainConfig, train
 from test_model import PROMPTS, _naive_greedy
@@ -108,3 +109,14 @@ def test_spread_positions_are_refused_where_the_model_reads_none(tokenizer, tmp_
     tokenizer.save_pretrained(tmp_path)
     with pytest.raises(KTMError, match="positions='spread'.*'bloom'.*ALiBi.*compact"):
         KTMModel.from_base(str(tmp_path), KTMConfig(k=4, positions="spread"))
+
+
+def test_a_model_that_is_not_a_causal_lm_is_refused_in_one_line(tokenizer, tmp_path, capsys):
+    t5 = T.T5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, num_layers=1, num_heads=2)
+    T.T5ForConditionalGeneration(t5).save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    args = ["train", "--model", str(tmp_path / "t5"), "--task", "tree", "--k", "4"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "(T5Config) is not a causal LM" in err
+    assert not (tmp_path / "run" / "model").exists()

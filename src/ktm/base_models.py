@@ -126,6 +126,13 @@ def load_base(name: str, dtype: "torch.dtype | None" = None):  # noqa: F821
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     except (OSError, ValueError) as e:
+        if "Unrecognized configuration class" in str(e):  # its message lists ~300 classes
+            kind = str(e).split("<class '", 1)[-1].split("'>", 1)[0].rsplit(".", 1)[-1]
+            raise KTMError(
+                f"model {name!r} ({kind}) is not a causal LM that transformers' "
+                f"AutoModelForCausalLM can load; ktm needs a decoder-only causal LM "
+                f"(Llama, Qwen, Gemma, GPT-2, …)"
+            ) from None
         raise KTMError(f"could not load model {name!r} from {path}: {e}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
