@@ -114,6 +114,23 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
+def _refuse_if_not_causal_lm(name: str, path: str) -> None:
+    """Raise a one-line error if ``path`` holds a model AutoModelForCausalLM has no class for."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        return  # no readable config: the caller reports the load error itself
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise KTMError(
+            f"model {name!r} ({type(config).__name__}) is not a causal LM that transformers' "
+            f"AutoModelForCausalLM can load; ktm needs a decoder-only causal LM "
+            f"(Llama, Qwen, Gemma, GPT-2, …)"
+        )
+
+
 def load_base(name: str, dtype: "torch.dtype | None" = None):  # noqa: F821
     """Load (causal LM, tokenizer) for ``name``; the tokenizer always has a pad token."""
     import torch
@@ -126,13 +143,7 @@ def load_base(name: str, dtype: "torch.dtype | None" = None):  # noqa: F821
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     except (OSError, ValueError) as e:
-        if "Unrecognized configuration class" in str(e):  # its message lists ~300 classes
-            kind = str(e).split("<class '", 1)[-1].split("'>", 1)[0].rsplit(".", 1)[-1]
-            raise KTMError(
-                f"model {name!r} ({kind}) is not a causal LM that transformers' "
-                f"AutoModelForCausalLM can load; ktm needs a decoder-only causal LM "
-                f"(Llama, Qwen, Gemma, GPT-2, …)"
-            ) from None
+        _refuse_if_not_causal_lm(name, path)  # transformers' own message lists ~300 classes
         raise KTMError(f"could not load model {name!r} from {path}: {e}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
