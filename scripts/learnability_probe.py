@@ -1,6 +1,6 @@
 """Learnability probe: quick K = 4 training variants on the tree task outside the main engine.
 
-Used for the ablations in docs/learnability.md that the library does not offer as options
+Used for the ablations in lab/learnability.md that the library does not offer as options
 (they did not help): a per-block token-decoding auxiliary loss at an early layer
 (--decode-weight, --decode-layer), progressive merging that starts at K = 1 and merges a
 growing share of blocks (--hold, --ramp), and full fine-tuning instead of LoRA (--full).
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from ktm.config import KTMConfig
-from ktm.evaluation import evaluate_classification
 from ktm.model import KTMModel
 from ktm.packing import block_index
+from ktm.recipes.evaluate import evaluate_classification
 from ktm.tasks.tree import TreeTask, generate_split
 from ktm.training.data import SampleOrder
 from ktm.training.trainer import make_optimizer, tokenize_examples

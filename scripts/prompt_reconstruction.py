@@ -10,7 +10,7 @@ relate).
 
     python scripts/prompt_reconstruction.py RUN MODEL [MODEL ...] --limit 100 --out rec.json
 
-Used in docs/learnability.md §2.23.
+Used in lab/learnability.md §2.23.
 """
 
 import argparse
@@ -21,20 +21,22 @@ import torch
 
 from ktm.config import KTMConfig
 from ktm.io_utils import read_json, write_json_atomic
-from ktm.model import CONFIG_NAME, RECONSTRUCT_MARKER, KTMModel, checkpoint_folder
-from ktm.pretrain import reconstruction_examples, reconstruction_nll
-from ktm.runs import RunConfig, load_stages
+from ktm.model import CONFIG_NAME, RECONSTRUCT_MARKER, KTMModel
+from ktm.recipes.data import load_stages
+from ktm.recipes.pretrain_text import reconstruction_examples, reconstruction_nll
+from ktm.recipes.run_config import RunConfig
+from ktm.recipes.start import init_from, model_folder
 from ktm.tasks.tree_relations import relation
 
 
 def load(path: str, dtype: torch.dtype) -> KTMModel:
     """A saved model, or a training checkpoint (``RUN/checkpoints/step-N``), built from RUN's
     config."""
-    if (checkpoint_folder(path) / CONFIG_NAME).is_file():
+    if (model_folder(path) / CONFIG_NAME).is_file():
         return KTMModel.from_pretrained(path, dtype=dtype)
     run = read_json(Path(path).parent.parent / "config.json", "run config")
     model = KTMModel.from_base(run["model"], KTMConfig.from_dict(run["ktm"]), dtype)
-    model.init_from(path)
+    init_from(model, path)
     return model
 
 

@@ -7,7 +7,7 @@ label:
 
     python scripts/tree_error_breakdown.py runs/s7-med-k4-from-small --out breakdown.json
 
-Used in docs/learnability.md §2.11.
+Used in lab/learnability.md §2.11.
 """
 
 import argparse
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from ktm.evaluation import predict_labels
 from ktm.io_utils import read_json, write_json_atomic
 from ktm.model import KTMModel
-from ktm.runs import RunConfig, load_stages
+from ktm.recipes.data import load_stages
+from ktm.recipes.evaluate import predict_labels
+from ktm.recipes.run_config import RunConfig
 from ktm.tasks.tree import TREE_LABELS
 from ktm.tasks.tree_relations import relation
 

@@ -2,7 +2,7 @@
 
 One prompt per distinct tree of the `small`, `xsmall` and `medium` stages, drawn with seeds
 1000-1002 (task runs use 0 for training and 1 for testing), shuffled; labels are dropped.
-Used for the tree-text pre-training arm in docs/learnability.md §2.5:
+Used for the tree-text pre-training arm in lab/learnability.md §2.5:
 
     python scripts/tree_pretrain_text.py runs/tree-text.jsonl
 """

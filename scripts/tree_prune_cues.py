@@ -11,10 +11,10 @@ import argparse
 import json
 from collections import Counter
 
-from ktm.base_models import load_base
 from ktm.io_utils import write_json_atomic
-from ktm.reduction import reduce_ids, self_information
-from ktm.runs import DataConfig, load_stages
+from ktm.model.base_models import load_base
+from ktm.model.reduction import reduce_ids, self_information
+from ktm.recipes.data import DataConfig, load_stages
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A saved tiny model folder: random weights, real tokenizer (no download)."""
     from transformers import AutoTokenizer
 
-    from ktm.base_models import _GGUF_NAME, _gguf_path
+    from ktm.model.base_models import _GGUF_NAME, _gguf_path
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     gguf = _gguf_path()
@@ -48,7 +48,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer(tiny_model_dir):
     """The real SmolLM2 tokenizer (from the tiny model's folder)."""
-    from ktm.base_models import load_tokenizer
+    from ktm.model.base_models import load_tokenizer
 
     return load_tokenizer(str(tiny_model_dir))
 

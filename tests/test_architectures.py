@@ -17,7 +17,7 @@ import transformers as T
 
 from ktm import KTMConfig, KTMError, KTMModel, SamplingConfig
 from ktm.cli import main
-from ktm.export import export_merged, load_exported
+from ktm.recipes.export import export_merged, load_exported
 from ktm.training import Example, TrainConfig, train
 from test_model import PROMPTS, _naive_greedy
 

@@ -5,14 +5,15 @@ import time
 
 import pytest
 
-from ktm.bench.arms import arm_config
 from ktm.cli import main
 from ktm.errors import KTMError
+from ktm.recipes.bench.arms import arm_config
 
 
 def test_arm_names():
     from ktm.config import KTMConfig
-    from ktm.runs import DataConfig, RunConfig
+    from ktm.recipes.data import DataConfig
+    from ktm.recipes.run_config import RunConfig
     from ktm.training import TrainConfig
 
     base = RunConfig("m", KTMConfig(), TrainConfig(), DataConfig())
@@ -78,7 +79,7 @@ def test_speed_benchmarks_write_json(tiny_model_dir, tmp_path):
 
 
 def test_baseline_arm_names():
-    from ktm.bench.arms import parse_arm
+    from ktm.recipes.bench.arms import parse_arm
 
     assert parse_arm("first4").reduction == "first" and parse_arm("first4").budget_k == 4
     assert parse_arm("prune3").k == 1
@@ -143,13 +144,20 @@ def test_bench_generation_task(tiny_model_dir, tmp_path):
     rows = json.loads((out / "results.json").read_text())["arms"]
     assert all(r["perplexity"] > 1 and r["generated"] == 2 for r in rows)
     assert (out / "pareto.png").is_file()
+    # the trivial answer of a generation task: the commonest training answer, no model
     assert main(["bench", "custom", "--model", str(tiny_model_dir), "--arms", "majority",
                  "--train-file", str(path), "--test-file", str(path), "--template", "{doc}",
-                 "--answer-field", "a", "--out", str(tmp_path / "m")]) == 2  # fmt: skip
+                 "--answer-field", "a", "--out", str(tmp_path / "m")]) == 0  # fmt: skip
+    (row,) = json.loads((tmp_path / "m" / "results.json").read_text())["arms"]
+    assert row["generated"] == 6 and row["exact_match"] == pytest.approx(1 / 6)
+    # copying needs an input field to copy: a custom task names none
+    assert main(["bench", "custom", "--model", str(tiny_model_dir), "--arms", "copy",
+                 "--train-file", str(path), "--test-file", str(path), "--template", "{doc}",
+                 "--answer-field", "a", "--out", str(tmp_path / "c")]) == 2  # fmt: skip
 
 
 def test_labels_at_one_budget_are_spread_apart():
-    from ktm.bench.plots import label_offsets
+    from ktm.recipes.bench.plots import label_offsets
 
     # three arms on one vertical line (same budget), 2 px apart; one far to the right
     got = label_offsets([(10, 100), (12, 102), (11, 101), (300, 100)], gap=15)
@@ -159,7 +167,7 @@ def test_labels_at_one_budget_are_spread_apart():
 
 
 def test_pareto_front():
-    from ktm.bench.plots import pareto_front
+    from ktm.recipes.bench.plots import pareto_front
 
     pts = [(0.25, 0.9), (0.5, 0.8), (0.5, 0.95), (1.0, 0.99), (0.3, 0.5)]
     assert pareto_front(pts, higher_better=True) == [0, 2, 3]
@@ -169,7 +177,7 @@ def test_pareto_front():
 def test_peak_memory_sees_a_transient_allocation():
     import torch
 
-    from ktm.bench.speed import PeakMemory, current_rss_bytes
+    from ktm.recipes.bench.memory import PeakMemory, current_rss_bytes
 
     if current_rss_bytes() is None:
         pytest.skip("no /proc on this platform")

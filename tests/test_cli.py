@@ -181,7 +181,9 @@ def test_resume_with_only_the_folder(trained, tmp_path):
     assert proc.returncode == 2 and "nothing to resume" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "none").exists()
     proc = run("pretrain", "--resume", "--out", str(trained))
-    assert proc.returncode == 2 and "not the config of a `ktm pretrain` run" in proc.stderr
+    assert (
+        proc.returncode == 2 and "holds a `ktm train` run, not a `ktm pretrain` run" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
 
 

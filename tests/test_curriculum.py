@@ -3,7 +3,9 @@
 import json
 
 from ktm.config import KTMConfig
-from ktm.runs import DataConfig, RunConfig, run_training
+from ktm.recipes.data import DataConfig
+from ktm.recipes.run_config import RunConfig
+from ktm.recipes.train import run_training
 from ktm.training import TrainConfig
 
 
@@ -27,7 +29,8 @@ def test_curriculum_moves_on_and_stops(tiny_model_dir, tmp_path, capsys):
     assert stages[0]["passed"] and stages[0]["steps"] == 2  # passed at the first check
     assert not stages[1]["passed"] and stages[1]["steps"] == 4  # capped at max_rounds
     assert result["stage"] == "xsmall"
-    saved = json.loads((tmp_path / "run" / "curriculum.json").read_text())
+    saved = [json.loads((tmp_path / "run" / f"stage-{i}-{s}" / "metrics.json").read_text())
+             for i, s in enumerate(["small", "xsmall"])]  # fmt: skip
     assert saved == stages
     again = run_training(cfg, tmp_path / "run", resume=True, progress=False)
     assert "already finished" in capsys.readouterr().out

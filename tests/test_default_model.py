@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ktm import KTMConfig, KTMModel
-from ktm.base_models import default_model_dir, load_base
+from ktm.model.base_models import default_model_dir, load_base
 
 pytestmark = pytest.mark.slow
 

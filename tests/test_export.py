@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from ktm.errors import KTMError
-from ktm.export import export_merged, load_exported
-from ktm.vllm import (
+from ktm.recipes.export import export_merged, load_exported
+from ktm.recipes.vllm import (
     completions_request,
     decode_prompt_embeds,
     embeds_prompts,

@@ -178,7 +178,7 @@ def test_training_attention_switches_only_for_bf16_on_cpu(tiny_model_dir):
 
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_on_a_cpu_without_fast_bf16_gets_a_note(tiny_model_dir, monkeypatch, capsys, native):
-    from ktm import base_models
+    from ktm.model import base_models
 
     monkeypatch.setattr(base_models, "cpu_has_native_bf16", lambda: native)
     base_models.load_base(str(tiny_model_dir), torch.bfloat16)

@@ -7,11 +7,18 @@ import torch
 
 from ktm import KTMConfig, KTMError, KTMModel
 from ktm.cli import main
-from ktm.pretrain import read_texts, text_chunks
+from ktm.recipes.pretrain_text import read_texts, text_chunks
+from ktm.recipes.start import init_from
 
 TEXT = "\n\n".join(
     f"Paragraph {i}: the quick brown fox jumps over the lazy dog number {i}." for i in range(60)
 )
+
+
+def _options(saved: dict, command: str) -> dict:
+    """A saved config.json without the tag of the command that wrote it (checked here)."""
+    assert saved["ktm_command"] == command
+    return {k: v for k, v in saved.items() if k != "ktm_command"}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +59,7 @@ def test_pretraining_lowers_reconstruction_loss(pretrained):
 def test_pretraining_warms_up_at_a_smaller_k(pretrained, tiny_model_dir):
     """K = 4 pre-training first runs at K = 2 (its own resumable run folder, constant rate)
     and starts from that run's LoRA with a fresh merger."""
-    from ktm.pretrain import PretrainConfig, k_ladder
+    from ktm.recipes.pretrain import PretrainConfig, k_ladder
 
     metrics = json.loads((pretrained / "metrics.json").read_text())
     assert [w["k"] for w in metrics["k_warmup"]] == [2] and metrics["k_warmup"][0]["steps"] == 3
@@ -61,24 +68,25 @@ def test_pretraining_warms_up_at_a_smaller_k(pretrained, tiny_model_dir):
     assert sub["ktm"]["k"] == 2 and sub["train"]["schedule"] == "constant"
     assert sub["k_warmup"] == [] and sub["train"]["steps"] == 3
     saved = json.loads((pretrained / "config.json").read_text())
-    assert saved["k_warmup"] == [2] and PretrainConfig.from_dict(saved).to_dict() == saved
+    assert saved["k_warmup"] == [2]
+    assert PretrainConfig.from_dict(saved).to_dict() == _options(saved, "pretrain")
     assert k_ladder(2) == [] and k_ladder(4) == [2] and k_ladder(8) == [2, 4] and k_ladder(3) == [2]
     # The LoRA of a K = 2 model goes into a K = 4 one; its merger stays as initialised.
     warm = KTMModel.from_pretrained(pretrained / "warmup-k2" / "model")
     torch.manual_seed(5)
     model = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
     merger_before = {k: v.clone() for k, v in model.merger.state_dict().items()}
-    model.init_from(pretrained / "warmup-k2" / "model", lora_only=True)
+    init_from(model, pretrained / "warmup-k2" / "model", lora_only=True)
     lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
     warm_lora = {n: p for n, p in warm.named_parameters() if "lora_" in n}
     assert lora.keys() == warm_lora.keys() and lora
     assert all(torch.equal(lora[n], warm_lora[n]) for n in lora)
     assert all(torch.equal(v, merger_before[k]) for k, v in model.merger.state_dict().items())
     with pytest.raises(KTMError, match="k=4"):  # the whole model needs the same K
-        model.init_from(pretrained / "warmup-k2" / "model")
+        init_from(model, pretrained / "warmup-k2" / "model")
     wider = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4, lora_r=8))
     with pytest.raises(KTMError, match="lora_r"):
-        wider.init_from(pretrained / "warmup-k2" / "model", lora_only=True)
+        init_from(wider, pretrained / "warmup-k2" / "model", lora_only=True)
 
 
 def _count_model_builds(monkeypatch) -> tuple[list[int], list[int]]:
@@ -106,7 +114,7 @@ def test_warm_up_ladder_reads_the_text_once_and_holds_one_model(
 ):
     """K = 8 warms up at 2 then 4: the text is read and cut once for all three runs, and
     each run's model is built after the one before it is done with (one base model at once)."""
-    import ktm.pretrain as pretrain
+    import ktm.recipes.pretrain as pretrain
 
     reads, real_read = [], pretrain.read_texts
 
@@ -131,7 +139,7 @@ def test_pretraining_starts_its_lora_from_a_smaller_k_run(pretrained, tiny_model
     """``--init-lora-from`` a finished K = 4 pre-training: a K = 8 run with no warm-ups whose
     LoRA starts from that run's; the option round-trips; a missing path or warm-ups asked for
     beside it are refused before anything is written."""
-    from ktm.pretrain import PretrainConfig
+    from ktm.recipes.pretrain import PretrainConfig
 
     (tmp_path / "corpus.txt").write_text(TEXT)
     base = ["pretrain", "--model", str(tiny_model_dir), "--text", str(tmp_path / "corpus.txt"),
@@ -141,7 +149,7 @@ def test_pretraining_starts_its_lora_from_a_smaller_k_run(pretrained, tiny_model
     assert main(base + ["--init-lora-from", str(pretrained / "model"), "--out", str(out)]) == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["init_lora_from"] == str(pretrained / "model") and saved["k_warmup"] == []
-    assert PretrainConfig.from_dict(saved).to_dict() == saved
+    assert PretrainConfig.from_dict(saved).to_dict() == _options(saved, "pretrain")
     assert not list(out.glob("warmup-k*"))
     theirs = dict(KTMModel.from_pretrained(pretrained / "model").lm.named_parameters())
     mine = KTMModel.from_pretrained(out / "model")
@@ -162,7 +170,7 @@ def test_pretraining_starts_its_lora_from_a_smaller_k_run(pretrained, tiny_model
     [([4], 40, "below k=4"), ([1], 40, "from 2"), ([2, 2], 40, "increasing"), ([2], 0, "needs")],
 )
 def test_k_warmup_is_validated(warmup, steps, match):
-    from ktm.pretrain import PretrainConfig
+    from ktm.recipes.pretrain import PretrainConfig
     from ktm.training import TrainConfig
 
     with pytest.raises(KTMError, match=match):
@@ -172,7 +180,7 @@ def test_k_warmup_is_validated(warmup, steps, match):
 
 @pytest.mark.parametrize("ktm", [{"k": 1}, {"k": 4, "merger": "mean"}])
 def test_pretraining_needs_an_mlp_merger_at_k_above_1(ktm, tiny_model_dir, tmp_path, capsys):
-    from ktm.pretrain import PretrainConfig
+    from ktm.recipes.pretrain import PretrainConfig
     from ktm.training import TrainConfig
 
     with pytest.raises(KTMError, match="nothing to pre-train"):
@@ -206,7 +214,7 @@ def test_pretraining_resumes_after_its_warm_up(pretrained, tmp_path):
 def test_task_run_starts_from_pretrained_merger(pretrained, tiny_model_dir, tmp_path):
     torch.manual_seed(1)
     model = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
-    model.init_from(pretrained)
+    init_from(model, pretrained)
     saved = KTMModel.from_pretrained(pretrained / "model")
     for key, value in saved.merger.state_dict().items():
         assert torch.equal(model.merger.state_dict()[key], value)
@@ -219,13 +227,13 @@ def test_pretrained_merger_refused_for_other_k_or_base(
 ):
     other_k = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=2))
     with pytest.raises(KTMError, match="k=4"):
-        other_k.init_from(pretrained)
+        init_from(other_k, pretrained)
     other_base = KTMModel.from_model(*other_shape_base, KTMConfig(k=4))
     with pytest.raises(KTMError, match="hidden_size"):
-        other_base.init_from(pretrained)
+        init_from(other_base, pretrained)
     other_positions = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4, positions="spread"))
     with pytest.raises(KTMError, match="positions='compact'"):
-        other_positions.init_from(pretrained)
+        init_from(other_positions, pretrained)
 
 
 def test_cli_train_init_from(pretrained, tiny_model_dir, tmp_path):
@@ -248,7 +256,8 @@ def test_cli_train_init_from(pretrained, tiny_model_dir, tmp_path):
 def test_init_lora_from_takes_the_lora_of_a_smaller_k(pretrained, tiny_model_dir, tmp_path):
     """A curriculum over K: the K = 4 run takes its merger from --init-from and its LoRA from
     a K = 2 model (here the pre-training's own K = 2 warm-up); the run config round-trips."""
-    from ktm.runs import RunConfig, _build_models
+    from ktm.recipes.run_config import RunConfig
+    from ktm.recipes.train import _build_models
 
     k2, k4 = pretrained / "warmup-k2" / "model", pretrained / "model"
     data = tmp_path / "d"
@@ -263,7 +272,7 @@ def test_init_lora_from_takes_the_lora_of_a_smaller_k(pretrained, tiny_model_dir
     assert saved["init_lora_from"] == str(k2) and saved["train"]["lr"] == 3e-4
     assert not (out / "pretrain").exists()  # both parts start trained: no built-in phase
     cfg = RunConfig.from_dict(saved)
-    assert cfg.to_dict() == saved
+    assert cfg.to_dict() == _options(saved, "train")
     model, _ = _build_models(cfg)
     merger4, lora2 = KTMModel.from_pretrained(k4), KTMModel.from_pretrained(k2)
     for key, value in merger4.merger.state_dict().items():
@@ -301,38 +310,38 @@ def test_a_context_merger_starts_from_a_plain_pretrained_one(pretrained, tiny_mo
     weights start at zero: same outputs, then trainable); never the other way round, and a
     training checkpoint must match exactly."""
     plain = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
-    plain.init_from(pretrained)
+    init_from(plain, pretrained)
     wide = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4, merger_context=4))
-    wide.init_from(pretrained)
+    init_from(wide, pretrained)
     prompts = ["the quick brown fox jumps over the lazy dog number 7"]
     torch.testing.assert_close(wide.next_token_logits(prompts), plain.next_token_logits(prompts))
     with pytest.raises(KTMError, match="merger_context"):
-        wide.init_from(sorted((pretrained / "checkpoints").glob("step-*"))[-1])
+        init_from(wide, sorted((pretrained / "checkpoints").glob("step-*"))[-1])
     wide_dir = pretrained.parent / "wide"
     wide.save_pretrained(wide_dir)
     assert KTMModel.from_pretrained(wide_dir).config.merger_context == 4
     with pytest.raises(KTMError, match="merger_context=4"):
-        KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4)).init_from(wide_dir)
+        init_from(KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4)), wide_dir)
 
 
 def test_init_from_a_training_checkpoint_of_the_run(pretrained, tiny_model_dir):
     step = sorted((pretrained / "checkpoints").glob("step-*"))[-1]
     from_ckpt = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
-    from_ckpt.init_from(step)
+    init_from(from_ckpt, step)
     from_model = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
-    from_model.init_from(pretrained)
+    init_from(from_model, pretrained)
     prompts = ["the quick brown fox jumps over the lazy dog"]
     assert torch.allclose(
         from_ckpt.next_token_logits(prompts), from_model.next_token_logits(prompts)
     )
     with pytest.raises(KTMError, match="k=4"):
-        KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=2)).init_from(step)
+        init_from(KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=2)), step)
 
 
 def test_pretrain_on_a_tasks_training_prompts(tiny_model_dir, tmp_path, capsys):
     """``--task`` reads the task's training prompts as the text; the data options round-trip
     through config.json, so the run resumes; ``--text`` adds to them; no source is refused."""
-    from ktm.pretrain import PretrainConfig
+    from ktm.recipes.pretrain import PretrainConfig
 
     out = tmp_path / "run"
     args = ["pretrain", "--model", str(tiny_model_dir), "--task", "tree", "--train-trees", "40",
@@ -342,7 +351,7 @@ def test_pretrain_on_a_tasks_training_prompts(tiny_model_dir, tmp_path, capsys):
     assert main(args + ["--out", str(out)]) == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["data"]["task"] == "tree" and saved["data"]["train_trees"] == 40
-    assert PretrainConfig.from_dict(saved).to_dict() == saved
+    assert PretrainConfig.from_dict(saved).to_dict() == _options(saved, "pretrain")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["chunks"] > 20  # 40 small trees' prompts hold well over 20 chunks of 16
     # With the question kept as tokens only the trees are merged, so only they are the text
@@ -373,7 +382,7 @@ def test_default_recipe_pretrains_on_the_tasks_prompts_first(tiny_model_dir, tmp
     """K > 1 with a fresh MLP merger: ``ktm train`` pre-trains merger + LoRA on the task's
     training prompts (as many steps as the task by default) in <run>/pretrain, then trains
     the task from it; the unset option round-trips as unset; resume skips the finished phase."""
-    from ktm.runs import RunConfig
+    from ktm.recipes.run_config import RunConfig
 
     data, out = _tree_data(tmp_path), tmp_path / "run"
     args = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
@@ -390,7 +399,8 @@ def test_default_recipe_pretrains_on_the_tasks_prompts_first(tiny_model_dir, tmp
     assert pre["k_warmup"] == [2] and pre["k_warmup_steps"] == 2
     assert metrics["pretrain"]["steps"] == 3 and (out / "pretrain" / "warmup-k2" / "model").is_dir()
     saved = json.loads((out / "config.json").read_text())
-    assert saved["pretrain_steps"] is None and RunConfig.from_dict(saved).to_dict() == saved
+    assert saved["pretrain_steps"] is None
+    assert RunConfig.from_dict(saved).to_dict() == _options(saved, "train")
     # The task run started from the pre-trained merger, not from mean pooling (zero last layer).
     trained = KTMModel.from_pretrained(out / "pretrain" / "model")
     assert trained.merger.mlp[-1].weight.abs().sum() > 0
@@ -463,7 +473,8 @@ def test_pretrain_text_adds_to_the_default_recipes_text(tiny_model_dir, tmp_path
     ],
 )
 def test_recipe_resolves_the_task_learning_rate(ktm, extra, lr):
-    from ktm.runs import DataConfig, RunConfig
+    from ktm.recipes.data import DataConfig
+    from ktm.recipes.run_config import RunConfig
     from ktm.training import TrainConfig
 
     extra = dict(extra)

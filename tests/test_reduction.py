@@ -7,7 +7,7 @@ import torch
 
 from ktm.config import KTMConfig
 from ktm.errors import KTMError
-from ktm.reduction import budget, reduce_ids, self_information
+from ktm.model.reduction import budget, reduce_ids, self_information
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 8])

@@ -11,8 +11,8 @@ import pytest
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
-from ktm.bench.serve_load import _free_port  # noqa: E402
-from ktm.serve.app import ServeConfig, create_app  # noqa: E402
+from ktm.recipes.bench.serve_load import _free_port  # noqa: E402
+from ktm.recipes.serve.app import ServeConfig, create_app  # noqa: E402
 
 PROMPTS = [f"Tree: +A{c}\n++B{c}, Parent: A{c}, Answer: " for c in "ABCDEFGH"]
 

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from ktm.errors import KTMError
-from ktm.metrics import edit_distance, edit_similarity, generation_metrics
-from ktm.runs import DataConfig, load_stages
+from ktm.recipes.data import DataConfig, load_stages
 from ktm.tasks import get_task
+from ktm.tasks.metrics import edit_distance, edit_similarity, generation_metrics
 from ktm.tasks.records import PromptTemplate
 
 
@@ -284,7 +284,7 @@ def test_context_limit_counts_merged_positions(tmp_path, tokenizer):
 
 
 def test_reduction_baseline_counts_its_budget(make_model):
-    from ktm.runs import context_limit
+    from ktm.recipes.data import context_limit
     from ktm.tasks.context_fit import ContextLimit
 
     assert context_limit(make_model(k=4)) == ContextLimit(512, 4)

@@ -212,7 +212,9 @@ def test_distillation_from_a_k1_teacher_learns(tiny_model_dir, tmp_path):
 
 
 def test_recipe_round_trips_through_saved_run_config(tiny_model_dir, tmp_path):
-    from ktm.runs import DataConfig, RunConfig, run_training
+    from ktm.recipes.data import DataConfig
+    from ktm.recipes.run_config import RunConfig
+    from ktm.recipes.train import run_training
 
     cfg = RunConfig(
         model=str(tiny_model_dir),

@@ -1,7 +1,7 @@
 import pytest
 
 from ktm.errors import KTMError
-from ktm.metrics import classification_metrics
+from ktm.tasks.metrics import classification_metrics
 from ktm.tasks.tree import STAGES, generate_split, random_tree, tree_examples
 
 

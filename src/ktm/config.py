@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import KTMError
+from .fields import option
 
 MERGERS = ("mlp", "mean")
 MERGER_INITS = ("mean", "random")
 MERGER_NORMS = ("none", "token")
 POSITIONS = ("compact", "spread")
+REDUCTIONS = ("first", "last", "prune")  # token-space baselines, see ktm.model.reduction
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
 
 
@@ -22,52 +24,62 @@ def paper_hidden_factor(k: int) -> float:
 
 @dataclass
 class KTMConfig:
-    """Configuration of the merger and the LoRA adapter.
+    """Configuration of the merger and the LoRA adapter (what a saved model is).
 
-    Attributes:
-        k: tokens merged into one embedding (K ≥ 1; K = 1 is the uncompressed baseline).
-        merger: ``"mlp"`` (the paper's encoder: block mean + MLP over the concatenated block)
-            or ``"mean"`` (parameter-free block mean).
-        merger_hidden_factor: c in h = int(c·K)·d; ``None`` takes the paper's value.
-        merger_init: ``"mean"`` zero-initialises the MLP's last layer so training starts
-            exactly at mean pooling; ``"random"`` is the paper's default init.
-        merger_norm: ``"token"`` rescales each merged embedding to the mean norm of its
-            block's token embeddings (the scale the LM reads); ``"none"`` is the paper's.
-        merger_context: tokens before each block that the MLP merger also reads (0, the
-            paper's merger, reads the block alone). Blocks still do not overlap in the output:
-            one embedding per K tokens; the context only tells the merger what its block
-            continues (a word, a line's indentation) that was cut at the block boundary.
-        positions: position ids of the compressed prefix. ``"compact"`` (the paper's) numbers
-            the merged embeddings 0, 1, 2, …; ``"spread"`` gives each the position of its
-            block's last token (K−1, 2K−1, …) and the suffix and answer the positions they
-            have in the uncompressed prompt, so every distance the base model knows (a token
-            to the prompt text it copies or refers to) keeps its scale. Compression of the
-            KV cache is the same; vLLM serving (which numbers prompt embeddings 0, 1, …) needs
-            ``"compact"``.
-        lora_r, lora_alpha, lora_dropout: LoRA hyper-parameters (paper: 4, 16, 0.05).
-        lora_targets: module names to adapt; ``None`` adapts every linear layer of the
-            decoder (q, k, v, o, gate, up, down for Llama).
-        lora_lm_head: also adapt the output layer (paper: yes; vLLM needs it merged).
-        reduction: a token-space baseline instead of merging (``first``, ``last`` or
-            ``prune``; see :mod:`ktm.reduction`): keep ⌈T/reduction_k⌉ of the T prompt tokens.
-            Needs ``k = 1``.
-        reduction_k: the K whose budget the reduction matches.
+    Each field's help says what it does. The K tokens of a block are merged into one
+    embedding; K = 1 is the uncompressed LoRA baseline through the same code. ``positions``
+    ``spread`` keeps the KV cache as small as ``compact`` but vLLM serving needs ``compact``.
     """
 
-    k: int = 4
-    merger: str = "mlp"
-    merger_hidden_factor: float | None = None
-    merger_init: str = "mean"
-    merger_norm: str = "none"
-    merger_context: int = 0
-    positions: str = "compact"
-    lora_r: int = 4
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_targets: list[str] | None = None
-    lora_lm_head: bool = True
-    reduction: str | None = None
-    reduction_k: int = 1
+    k: int = option(4, help="tokens merged into one embedding (1: no merging, the LoRA baseline)")
+    merger: str = option(
+        "mlp",
+        choices=MERGERS,
+        help="mlp: the paper's encoder (block mean + MLP over the concatenated block); "
+        "mean: parameter-free block mean",
+    )
+    merger_hidden_factor: float | None = option(
+        None, help="MLP width c in h = int(c*K)*d (default: the paper's 2.0 for K <= 3, 1.5 above)"
+    )
+    merger_init: str = option(
+        "mean",
+        choices=MERGER_INITS,
+        help="mean: the MLP's last layer starts at zero, so the merger starts as the block "
+        "mean; random: the paper's init",
+    )
+    merger_norm: str = option(
+        "none",
+        choices=MERGER_NORMS,
+        help="token: rescale each merged embedding to its tokens' mean norm; none: the paper's",
+    )
+    merger_context: int = option(
+        0,
+        help="tokens before each block the MLP merger also reads (one embedding per K tokens "
+        "still; 0: the block alone, the paper's)",
+    )
+    positions: str = option(
+        "compact",
+        choices=POSITIONS,
+        help="position ids of the merged prefix: compact 0,1,2,... (the paper's; vLLM needs it) "
+        "or spread: each block at its last token's position, suffix and answer where they "
+        "are uncompressed",
+    )
+    lora_r: int = option(4, help="LoRA rank (0: no LoRA)")
+    lora_alpha: float = option(16, help="LoRA alpha")
+    lora_dropout: float = option(0.05, help="LoRA dropout")
+    lora_targets: list[str] | None = option(
+        None, help="module names to adapt, comma-separated (default: every linear layer)"
+    )
+    lora_lm_head: bool = option(
+        True, help="also adapt the output layer (the paper's; vLLM needs the LoRA merged then)"
+    )
+    reduction: str | None = option(
+        None,
+        choices=REDUCTIONS,
+        help="a token-space baseline instead of merging (with --k 1): keep the first, last or "
+        "most informative ceil(T/--reduction-k) prompt tokens",
+    )
+    reduction_k: int = option(1, help="the K whose input budget the reduction matches")
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -103,8 +115,6 @@ class KTMConfig:
         if self.lora_alpha <= 0:
             raise KTMError(f"lora_alpha must be > 0, got {self.lora_alpha!r}")
         if self.reduction is not None:
-            from .reduction import REDUCTIONS
-
             if self.reduction not in REDUCTIONS:
                 raise KTMError(
                     f"reduction must be one of {', '.join(REDUCTIONS)}, got {self.reduction!r}"

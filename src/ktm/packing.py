@@ -14,7 +14,6 @@ uncompressed prompt).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -51,6 +50,28 @@ class CompressedBatch:
         return 1.0 - sum(self.tokens_out) / total_in if total_in else 0.0
 
 
+def merged_length(tokens: int, k: int) -> int:
+    """Embeddings ``tokens`` prompt tokens become when merged K at a time: ⌈T/K⌉."""
+    return -(-tokens // k)
+
+
+def positions_read(prompt_tokens: int, suffix_tokens: int, k: int) -> int:
+    """Positions the model reads for a merged prompt and its raw suffix: ⌈T/K⌉ + S.
+
+    This is the length of the input sequence (the cost); a token-reduction baseline at the
+    budget of K reads as many.
+    """
+    return merged_length(prompt_tokens, k) + suffix_tokens
+
+
+def position_span(prompt_tokens: int, suffix_tokens: int, k: int, positions: str) -> int:
+    """Position ids a merged prompt and its raw suffix take up: ⌈T/K⌉ + S with ``compact``
+    ids, T + S with ``spread`` ones (each prompt token keeps its own position); what counts
+    against the model's context."""
+    prefix = prompt_tokens if positions == "spread" else merged_length(prompt_tokens, k)
+    return prefix + suffix_tokens
+
+
 def block_index(lengths: Sequence[int], k: int, context: int = 0) -> torch.Tensor:
     """Index of each block slot into the flat concatenation of the prompts' tokens.
 
@@ -65,7 +86,7 @@ def block_index(lengths: Sequence[int], k: int, context: int = 0) -> torch.Tenso
     rows = []
     offset = 0
     for t in lengths:
-        n = math.ceil(t / k)
+        n = merged_length(t, k)
         slots = torch.arange(n)[:, None] * k + torch.arange(-context, k)
         real = (slots >= 0) & (slots < t)
         rows.append(torch.where(real, slots + offset, torch.full_like(slots, -1)))
@@ -102,7 +123,7 @@ def pack(
     suffix_ids = suffix_ids if suffix_ids is not None else [[] for _ in range(b)]
     answers = answer_ids if answer_ids is not None else [[] for _ in range(b)]
     prompt_lens = [len(p) for p in prompt_ids]
-    n_blocks = [math.ceil(t / k) for t in prompt_lens]
+    n_blocks = [merged_length(t, k) for t in prompt_lens]
     tail_lens = [len(s) + len(a) for s, a in zip(suffix_ids, answers)]
 
     flat_prompt = [t for p in prompt_ids for t in p]

@@ -7,18 +7,19 @@ from dataclasses import dataclass
 import torch
 
 from .errors import KTMError
+from .fields import option
 
 
 @dataclass
 class SamplingConfig:
     """How generation picks tokens. Greedy unless ``do_sample``."""
 
-    max_new_tokens: int = 32
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None
+    max_new_tokens: int = option(32, help="tokens to generate at most (stops earlier at EOS)")
+    do_sample: bool = option(False, flag="sample", help="sample instead of greedy decoding")
+    temperature: float = option(1.0, help="sampling temperature")
+    top_k: int = option(0, help="sample from the k most likely tokens (0: all)")
+    top_p: float = option(1.0, help="sample from the smallest set of tokens with this mass")
+    seed: int | None = option(None, help="seed of the sampling")
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:

@@ -1,68 +1,46 @@
-"""The `ktm` command: a thin layer over the library.
+"""The `ktm` command: a thin layer over the library, generated from its config dataclasses.
 
 Every command takes ``--config FILE`` (a JSON object whose keys are the command's option
-names); options given on the command line win. Bad usage or input exits with code 2 and a
-one-line message.
+names, typed as its dataclasses say); options given on the command line win. Bad usage or
+input exits with code 2 and a one-line message.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..errors import KTMError
-from .options import EXIT_USAGE
-from .parser import build_parser
+from .parser import EXIT_USAGE, build_parser
 
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
-__all__ = ["main", "build_parser", "EXIT_USAGE"]
-
-
-def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
-    """Make the --config file's values the defaults of the chosen (sub)command."""
-    if "--config" not in argv:
-        return
-    i = list(argv).index("--config")
-    if i + 1 >= len(argv):
-        raise KTMError("--config needs a file name")
-    from ..io_utils import read_json
-
-    values = read_json(argv[i + 1], "config file")
-    if not isinstance(values, dict):
-        raise KTMError(f"config file {argv[i + 1]} must hold a JSON object of option values")
-    target = parser
-    for word in argv[:i]:  # walk down to the subcommand's parser
-        actions = [a for a in target._actions if isinstance(a, argparse._SubParsersAction)]
-        if actions and word in actions[0].choices:
-            target = actions[0].choices[word]
-    known = {a.dest for a in target._actions}
-    normalized = {k.replace("-", "_"): v for k, v in values.items()}
-    unknown = sorted(set(normalized) - known)
-    if unknown:
-        raise KTMError(f"config file {argv[i + 1]}: unknown option(s) {', '.join(unknown)}")
-    target.set_defaults(**normalized)
-    for action in target._actions:  # a required option given in the file is satisfied
-        if action.dest in normalized:
-            action.required = False
+__all__ = ["EXIT_USAGE", "build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ..io_utils import read_json
+    from .generate import file_values
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = None
+    values: dict = {}
+    command = None
     try:
-        _apply_config_file(parser, argv)
-        args = parser.parse_args(argv)
-        func: Callable[[argparse.Namespace], int] = args.func
-        return func(args)
+        args = vars(build_parser().parse_args(argv))
+        command = args.pop("command")
+        given = {k: v for k, v in args.items() if not k.startswith("_") and k != "config"}
+        if "config" in args:
+            where = f"config file {args['config']}"
+            values = file_values(read_json(args["config"], "config file"), command.configs, where)
+        values.update(given)
+        return command.run(values)
     except KTMError as e:
         print(f"ktm: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        if getattr(args, "resume", None) is not None:  # a run: say how to pick it up
-            hint = f"`ktm {args.command} --resume --out {args.out}` continues it"
+        if command is not None and command.words in (("train",), ("pretrain",)):
+            name = command.words[0]
+            hint = f"`ktm {name} --resume --out {values.get('out')}` continues it"
         else:
             hint = "nothing was saved"
         print(f"ktm: interrupted; {hint}", file=sys.stderr)

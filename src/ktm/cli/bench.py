@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from .commands import int_list, run_config
+from ..errors import KTMError
+from .generate import build
+from .specs import BenchArms, PrefillBenchOptions, ServeBenchOptions, TrainSpeedOptions
 
 
-def cmd_bench_task(args: argparse.Namespace) -> int:
-    """Train every arm with the same data, steps and seed; print and save the comparison."""
-    from ..bench.arms import run_arms
+def task_bench(task: str) -> Callable[[dict], int]:
+    """``ktm bench TASK``: train every arm with the same data, steps and seed; print and save
+    the comparison."""
 
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    run_arms(run_config(args), arms, args.out, progress=not args.no_progress)
-    print((Path(args.out) / "results.md").read_text(), end="")
-    return 0
+    def bench(values: dict) -> int:
+        from ..recipes.bench.arms import run_arms
+        from ..recipes.run_config import RunConfig
+
+        if values.get("task", task) != task:
+            raise KTMError(f"`ktm bench {task}` runs the {task} task; leave --task out")
+        o = build(BenchArms, values)
+        cfg = build(RunConfig, {**values, "task": task})
+        arms = [a.strip() for a in o.arms.split(",") if a.strip()]
+        run_arms(cfg, arms, o.out, progress=o.progress)
+        print((Path(o.out) / "results.md").read_text(), end="")
+        return 0
+
+    return bench
+
+
+def _positive(values: list[int], what: str) -> None:
+    if not values or min(values) < 1:
+        raise KTMError(f"{what} must be integers >= 1, got {','.join(map(str, values))!r}")
 
 
 def _machine() -> dict:
@@ -34,18 +51,22 @@ def _machine() -> dict:
     }
 
 
-def cmd_bench_speed(args: argparse.Namespace) -> int:
+def speed(values: dict) -> int:
     """Time to first token per K and prompt length, side by side; writes JSON."""
     import torch
 
-    from ..bench.speed import build_arms, peak_rss_mib, plot_speed, prefill_benchmark
     from ..io_utils import write_json_atomic
-    from ..report import format_table
+    from ..recipes.bench.memory import peak_rss_mib
+    from ..recipes.bench.plots import plot_speed
+    from ..recipes.bench.speed import build_arms, prefill_benchmark
+    from ..recipes.report import format_table
 
-    ks = int_list(args.k, "--k")
+    args = build(PrefillBenchOptions, values)
+    _positive(args.k, "--k"), _positive(args.lengths, "--lengths")
+    _positive(args.batch_sizes, "--batch-sizes")
     arms = build_arms(
         args.model,
-        ks,
+        args.k,
         dtype=getattr(torch, args.dtype),
         merger_hidden_factor=args.merger_hidden_factor,
         merger_context=args.merger_context,
@@ -72,8 +93,8 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
 
     rows = prefill_benchmark(
         arms,
-        int_list(args.lengths, "--lengths"),
-        int_list(args.batch_sizes, "--batch-sizes"),
+        args.lengths,
+        args.batch_sizes,
         args.repeats,
         decode_steps=args.decode_steps,
         on_cell=save,
@@ -100,20 +121,21 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_train_speed(args: argparse.Namespace) -> int:
+def train_speed(values: dict) -> int:
     """Training throughput per K on tree batches, steps interleaved; writes JSON."""
     import torch
 
-    from ..bench.train_speed import train_speed_benchmark
     from ..io_utils import write_json_atomic
-    from ..report import format_table
+    from ..recipes.bench.train_speed import train_speed_benchmark
+    from ..recipes.report import format_table
     from ..tasks.tree import get_stage
 
+    args = build(TrainSpeedOptions, values)
     get_stage(args.stage)
-    ks = int_list(args.k, "--k")
+    _positive(args.k, "--k")
     rows = train_speed_benchmark(
         args.model,
-        ks,
+        args.k,
         args.steps,
         batch_size=args.batch_size,
         stage=args.stage,
@@ -134,20 +156,22 @@ def cmd_bench_train_speed(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_serve(args: argparse.Namespace) -> int:
+def serve_load(values: dict) -> int:
     """Throughput of ktm serve, one client vs many, on tree prompts; writes JSON."""
     import random
 
     import torch
 
-    from ..bench.serve_load import serve_load_benchmark
     from ..config import KTMConfig
     from ..io_utils import write_json_atomic
-    from ..model import KTMModel, checkpoint_folder
+    from ..model import KTMModel
+    from ..recipes.bench.serve_load import serve_load_benchmark
+    from ..recipes.start import model_folder
     from ..tasks.tree import STAGES, random_tree, tree_prompt
 
+    args = build(ServeBenchOptions, values)
     if args.checkpoint:
-        model = KTMModel.from_pretrained(checkpoint_folder(args.checkpoint))
+        model = KTMModel.from_pretrained(model_folder(args.checkpoint))
     else:
         torch.manual_seed(0)
         model = KTMModel.from_base(args.model, KTMConfig(k=args.k))

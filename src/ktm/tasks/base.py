@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import KTMError
-from ..training.data import Example
+from ..example import Example
 from .records import BadRow, read_rows, text_field
 
 
@@ -19,6 +19,7 @@ class LabeledExample:
     label: str
     suffix: str | None = None
     source: str | None = None  # "file:line" of the row it came from, for error messages
+    input_text: str | None = None  # what an edit starts from (the copy-the-input baseline)
 
     def to_example(self) -> Example:
         return Example(self.prompt, self.label, self.suffix)

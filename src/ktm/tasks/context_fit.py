@@ -9,11 +9,11 @@ prompt fit, so the check uses the run's K.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import KTMError
+from ..packing import positions_read
 from .base import LabeledExample
 from .records import BadRows
 
@@ -46,7 +46,9 @@ def positions_needed(
     prompts = token_counts(tokenizer, [e.prompt for e in examples], special=True)
     suffixes = token_counts(tokenizer, [e.suffix or "" for e in examples], special=False)
     answers = token_counts(tokenizer, [e.label for e in examples], special=False)
-    return [(math.ceil(p / k) + s + a + 1, p, s, a) for p, s, a in zip(prompts, suffixes, answers)]
+    return [
+        (positions_read(p, s, k) + a + 1, p, s, a) for p, s, a in zip(prompts, suffixes, answers)
+    ]
 
 
 def fit_context(

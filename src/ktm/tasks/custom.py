@@ -32,7 +32,9 @@ class CustomTask(RecordTask):
             labels=labels,
             positive=None,
             kind="classification" if labels else "generation",
-            template=PromptTemplate(data.template, data.suffix_template),
+            template=PromptTemplate(
+                data.template, data.suffix_template, data.split_field, data.split_marker
+            ),
             long_field=data.truncate_field,
             answer_field=data.answer_field,
         )

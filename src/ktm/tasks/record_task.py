@@ -47,13 +47,21 @@ class RecordTask(Task):
 
     def with_data(self, data) -> "RecordTask":
         """This task as ``data`` configures it: ``--template`` replaces the default prompt."""
-        if not data.template:
-            return self
         import dataclasses
 
-        return dataclasses.replace(
-            self, template=PromptTemplate(data.template, data.suffix_template)
+        if data.template:
+            template = PromptTemplate(data.template, data.suffix_template)
+        elif data.split_field or data.suffix_template:
+            template = self.template
+        else:
+            return self
+        template = dataclasses.replace(
+            template,
+            suffix=data.suffix_template or template.suffix,
+            split_field=data.split_field,
+            split_marker=data.split_marker,
         )
+        return dataclasses.replace(self, template=template)
 
     def answer(self, record: dict) -> str:
         """The reference answer of ``record``; raise :class:`~ktm.tasks.records.BadRow`."""
@@ -151,7 +159,8 @@ class RecordTask(Task):
                         continue
                     prompt, suffix = self._truncate(row.record, n, data, tokenizer)
                     counts["truncated"] += 1
-                kept.append(LabeledExample(prompt, row.answer, suffix, row.source))
+                start = row.record.get(self.long_field) if self.kind == "generation" else None
+                kept.append(LabeledExample(prompt, row.answer, suffix, row.source, start))
                 if limit is not None and len(kept) >= limit:
                     counts["examples"] = len(kept)
                     return kept, counts

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import KTMError
 
 FORMATS = ("jsonl", "csv")
+_CUT = "\x00ktm-split\x00"  # where a split field is cut while its template is rendered
 
 
 class BadRow(ValueError):
@@ -164,11 +165,16 @@ def number_field(record: dict, name: str) -> float:
 class PromptTemplate:
     """``str.format`` templates for the compressed part and the (optional) uncompressed suffix.
 
-    Example: ``PromptTemplate("Review: {text}, Label:")``.
+    Example: ``PromptTemplate("Review: {text}, Label:")``. With ``split_field`` and
+    ``split_marker``, that field is cut at the last occurrence of the marker: the text before
+    it is merged, the marker and everything after it in the prompt stay raw (they lead the
+    suffix), so a question at the end of a document is read as tokens.
     """
 
     prompt: str
     suffix: str | None = None
+    split_field: str | None = None
+    split_marker: str | None = None
 
     def __post_init__(self) -> None:
         for name, text in (("prompt", self.prompt), ("suffix", self.suffix)):
@@ -185,6 +191,14 @@ class PromptTemplate:
                     )
         if not self.fields:
             raise KTMError(f"prompt template {self.prompt!r} names no field, e.g. {{text}}")
+        if (self.split_field is None) != (self.split_marker is None) or self.split_marker == "":
+            raise KTMError("give --split-field and a non-empty --split-marker together")
+        prompt_fields = [f for _, f, _, _ in string.Formatter().parse(self.prompt) if f]
+        if self.split_field is not None and prompt_fields.count(self.split_field) != 1:
+            raise KTMError(
+                f"split field {self.split_field!r} must appear once in the prompt template "
+                f"{self.prompt!r}"
+            )
 
     @property
     def fields(self) -> list[str]:
@@ -196,5 +210,15 @@ class PromptTemplate:
     def render(self, record: dict) -> tuple[str, str | None]:
         """(prompt, suffix) for ``record``; a missing or blank field is a :class:`BadRow`."""
         values = {f: text_field(record, f) for f in self.fields}
-        prompt = self.prompt.format(**values)
-        return prompt, (self.suffix.format(**values) if self.suffix is not None else None)
+        suffix = self.suffix.format(**values) if self.suffix is not None else None
+        if self.split_field is None:
+            return self.prompt.format(**values), suffix
+        text = values[self.split_field]
+        cut = text.rfind(self.split_marker)
+        if cut < 0:
+            raise BadRow(f"field {self.split_field!r} has no {self.split_marker!r} to split at")
+        marked = {**values, self.split_field: text[:cut] + _CUT + text[cut:]}
+        merged, raw = self.prompt.format(**marked).split(_CUT)
+        if not merged.strip():
+            raise BadRow(f"field {self.split_field!r} has nothing before {self.split_marker!r}")
+        return merged, raw + (suffix or "")

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import KTMError
+from ..fields import option
 
 SCHEDULES = ("constant", "linear", "cosine")
 DEFAULT_LR = 1e-3
@@ -14,51 +15,42 @@ DEFAULT_LR = 1e-3
 
 @dataclass
 class TrainConfig:
-    """How to train. ``batch_size`` is examples per optimizer step across all processes.
+    """How to train (each field's help says what it does). ``batch_size`` is examples per
+    optimizer step across all processes, so the same options give the same run on any
+    number of processes."""
 
-    Attributes:
-        steps: optimizer steps.
-        batch_size: examples per step (split over ``grad_accum`` micro-batches and processes).
-        grad_accum: micro-batches per step.
-        lr: learning rate of the LoRA weights (``None``: :data:`DEFAULT_LR`; ``ktm train``'s
-            recipe lowers it when the merger starts pre-trained, see
-            :meth:`ktm.runs.RunConfig.resolved`).
-        merger_lr: learning rate of the merger (``None``: same as ``lr``).
-        weight_decay: AdamW weight decay.
-        warmup_steps: linear warm-up from 0.
-        schedule: ``constant`` | ``linear`` | ``cosine`` decay after warm-up.
-        max_grad_norm: gradient clipping (0 disables).
-        eval_every: evaluate every N steps (0: only at the end).
-        save_every: checkpoint every N steps (0: only at the end).
-        keep_checkpoints: how many recent checkpoints to keep.
-        seed: seed of data order, dropout and initialisation.
-        reconstruction_weight: weight of the auxiliary reconstruction loss (the model
-            regenerates each compressed prompt from its merged prefix); 0 turns it off.
-        reconstruction_max_tokens: reconstruct at most this many prompt tokens (None: all).
-        distill_weight: weight of distillation from a teacher model (see ``train(teacher=…)``).
-        distill_blocks: distil hidden states at every compressed position too (against the
-            teacher's state at the last token of each block), not only at the answer.
-        progress: show a progress bar.
-    """
-
-    steps: int = 300
-    batch_size: int = 16
-    grad_accum: int = 1
-    lr: float | None = None
-    merger_lr: float | None = None
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    schedule: str = "cosine"
-    max_grad_norm: float = 1.0
-    eval_every: int = 0
-    save_every: int = 50
-    keep_checkpoints: int = 2
-    seed: int = 0
-    reconstruction_weight: float = 0.0
-    reconstruction_max_tokens: int | None = None
-    distill_weight: float = 1.0
-    distill_blocks: bool = False
-    progress: bool = True
+    steps: int = option(300, help="optimizer steps")
+    batch_size: int = option(16, help="examples per step (over all processes)")
+    grad_accum: int = option(1, help="micro-batches per step")
+    lr: float | None = option(
+        None,
+        help="LoRA learning rate (default: 1e-3; ktm train's recipe: 3e-4 for a task run whose "
+        "merger starts pre-trained)",
+    )
+    merger_lr: float | None = option(None, help="merger learning rate (default: --lr)")
+    weight_decay: float = option(0.0, help="AdamW weight decay")
+    warmup_steps: int = option(10, help="linear learning-rate warm-up from 0, in steps")
+    schedule: str = option(
+        "cosine", choices=SCHEDULES, help="learning-rate decay after the warm-up"
+    )
+    max_grad_norm: float = option(1.0, help="gradient clipping (0: none)")
+    eval_every: int = option(0, help="evaluate every N steps (0: only at the end)")
+    save_every: int = option(50, help="checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = option(2, help="how many recent checkpoints to keep")
+    seed: int = option(0, help="seed of data order, dropout and initialisation")
+    reconstruction_weight: float = option(
+        0.0,
+        help="weight of an auxiliary loss that regenerates each prompt from its merged prefix "
+        "(0: off)",
+    )
+    reconstruction_max_tokens: int | None = option(
+        None, help="reconstruct at most this many prompt tokens"
+    )
+    distill_weight: float = option(1.0, help="weight of distillation from --teacher")
+    distill_blocks: bool = option(
+        False, help="distil the teacher's states at every compressed position, not only the answer"
+    )
+    progress: bool = option(True, cli=False, help="show a progress bar")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum"):

@@ -1,25 +1,12 @@
-"""Training examples and their deterministic order."""
+"""Training examples (:class:`ktm.example.Example`) and their deterministic order."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from ..example import Example
 
-@dataclass(frozen=True)
-class Example:
-    """One prompt → answer pair.
-
-    Attributes:
-        prompt: text to compress.
-        answer: target text (the loss reads only its tokens).
-        suffix: text kept uncompressed after the compressed prompt (e.g. the question).
-    """
-
-    prompt: str
-    answer: str
-    suffix: str | None = None
+__all__ = ["Example", "SampleOrder"]
 
 
 class SampleOrder:

@@ -14,12 +14,13 @@ import torch
 from ..distributed import make_accelerator
 from ..errors import KTMError
 from ..io_utils import write_json_atomic, write_text_atomic
-from ..model import KTMModel
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Example, SampleOrder
+from .protocol import TrainableModel
+from .step_log import LOG_NAME, StepLog
 
-Evaluate = Callable[[KTMModel], dict]
+Evaluate = Callable[[TrainableModel], dict]
 _SHOWN_METRICS = (
     "accuracy",
     "balanced_accuracy",
@@ -41,7 +42,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
     stopped_early: bool = False
-    seconds: float = 0.0
+    seconds: float = 0.0  # this invocation
+    wall_seconds: float = 0.0  # every invocation of the run: steps, evaluations, checkpoints
     processes: int = 1
 
 
@@ -59,7 +61,7 @@ class _Tokenized:
         )
 
 
-def tokenize_examples(model: KTMModel, examples: Sequence[Example]) -> _Tokenized:
+def tokenize_examples(model: TrainableModel, examples: Sequence[Example]) -> _Tokenized:
     if not examples:
         raise KTMError("no training examples")
     has_suffix = any(e.suffix for e in examples)
@@ -70,7 +72,7 @@ def tokenize_examples(model: KTMModel, examples: Sequence[Example]) -> _Tokenize
 
 
 def train(
-    model: KTMModel,
+    model: TrainableModel,
     examples: Sequence[Example],
     config: TrainConfig,
     output_dir: str | Path,
@@ -78,7 +80,7 @@ def train(
     should_stop: StopRule | None = None,
     resume: bool = False,
     on_step: Callable[[dict], None] | None = None,
-    teacher: KTMModel | None = None,
+    teacher: TrainableModel | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``examples``; checkpoints and logs go to ``output_dir``.
 
@@ -120,13 +122,15 @@ def train(
         groups.append({"params": merger, "lr": mlr, "base_lr": mlr})
     optimizer = make_optimizer(groups, config.weight_decay)
 
-    start, result = 0, TrainResult(0)
+    start, result, earlier = 0, TrainResult(0), 0.0
+    t0 = time.perf_counter()
     if resume:
         found = list_checkpoints(ckpt_dir)
         if found:
             state = load_checkpoint(found[-1], model, optimizer)
             start = state["step"]
             result.history, result.evals = state["history"], state["evals"]
+            earlier = state.get("wall_seconds", 0.0)  # absent in checkpoints before 0.1.1
             accelerator.print(f"ktm: resuming from {found[-1]} (step {start})")
     elif list_checkpoints(ckpt_dir):
         raise KTMError(
@@ -135,6 +139,8 @@ def train(
 
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     model.train()
+    log = StepLog(out / LOG_NAME, config.steps, accelerator.is_main_process, not config.progress)
+    log.restart(result.history)  # steps after the restored checkpoint are run again
     bar = None
     if config.progress and accelerator.is_main_process:
         from tqdm.auto import tqdm
@@ -148,7 +154,11 @@ def train(
                 step,
                 accelerator.unwrap_model(wrapped),
                 optimizer,
-                {"history": result.history, "evals": result.evals},
+                {
+                    "history": result.history,
+                    "evals": result.evals,
+                    "wall_seconds": round(earlier + time.perf_counter() - t0, 1),
+                },
                 config.keep_checkpoints,
             )
             _write_logs(out, result)
@@ -165,7 +175,6 @@ def train(
         return bool(should_stop and should_stop(metrics))
 
     with model.training_attention():  # the fastest kernel for training here
-        t0 = time.perf_counter()
         step = start
         stop = bool(result.evals and should_stop and should_stop(result.evals[-1]))
         while step < config.steps and not stop:
@@ -229,6 +238,7 @@ def train(
                 "prompt_tokens_per_s": round(tokens / seconds, 1),
             }
             result.history.append(record)
+            log.add(record)
             if on_step:
                 on_step(record)
             if bar:
@@ -251,6 +261,7 @@ def train(
     result.steps_done, result.stopped_early = step, step < config.steps
     result.processes = world
     result.seconds = time.perf_counter() - t0
+    result.wall_seconds = round(earlier + result.seconds, 1)
     if accelerator.is_main_process:
         accelerator.unwrap_model(wrapped).save_pretrained(out / "model")
     accelerator.wait_for_everyone()
@@ -266,9 +277,7 @@ def make_optimizer(groups: list[dict], weight_decay: float) -> torch.optim.Optim
 
 
 def _write_logs(out: Path, result: TrainResult) -> None:
-    write_text_atomic(
-        out / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in result.history)
-    )
+    write_text_atomic(out / LOG_NAME, "".join(json.dumps(r) + "\n" for r in result.history))
     write_json_atomic(out / "evals.json", result.evals)
 
 

@@ -1,0 +1,78 @@
+"""The paper's encoder: block mean + an MLP over the concatenated block (and its context)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .common import masked_block_mean, match_token_norm
+
+
+class MLPMerger(nn.Module):
+    """The paper's encoder: block mean + MLP(concat of the K embeddings).
+
+    MLP = Linear((C+K)·d → h) · ReLU · Linear(h → K·d) · ReLU · Linear(K·d → d), h = int(c·K)·d,
+    where C (``context``, default 0: the paper's) is a number of tokens before the block that
+    the MLP also reads; the mean is over the block's own tokens. The concatenation keeps token
+    order inside the block, which the mean cannot see.
+    With ``init="mean"`` the last layer starts at zero, so the merger starts as mean pooling.
+    """
+
+    def __init__(
+        self,
+        k: int,
+        hidden_size: int,
+        hidden_factor: float,
+        init: str = "mean",
+        norm: str = "none",
+        context: int = 0,
+    ) -> None:
+        super().__init__()
+        self.k = k
+        self.context = context
+        self.hidden_size = hidden_size
+        self.norm = norm
+        width = k * hidden_size
+        inner = max(1, int(hidden_factor * k)) * hidden_size
+        self.mlp = nn.Sequential(
+            nn.Linear((context + k) * hidden_size, inner),
+            nn.ReLU(),
+            nn.Linear(inner, width),
+            nn.ReLU(),
+            nn.Linear(width, hidden_size),
+        )
+        if init == "mean":
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, blocks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(N, C + K, d), (N, C + K) -> (N, d), in the dtype of ``blocks``.
+
+        The first C slots are the context (zero and masked out before the prompt starts).
+        The merger computes in its own dtype (fp32 by default, also under a bf16 base model).
+        """
+        x = blocks.to(self.mlp[0].weight.dtype)
+        flat = x.reshape(x.shape[0], (self.context + self.k) * self.hidden_size)
+        own, own_mask = x[:, self.context :], mask[:, self.context :]
+        out = masked_block_mean(own, own_mask) + self.mlp(flat)
+        if self.norm == "token":
+            out = match_token_norm(out, own, own_mask)
+        return out.to(blocks.dtype)
+
+
+def widen_context(state: dict[str, torch.Tensor], merger: nn.Module) -> dict[str, torch.Tensor]:
+    """Fit the weights of an MLP merger with less context to ``merger``.
+
+    The first layer gets zero columns for the extra context slots (which come first in its
+    input), so the widened merger computes exactly what the saved one did until training
+    teaches it to use the context.
+    """
+    key = "mlp.0.weight"
+    if not isinstance(merger, MLPMerger) or key not in state:
+        return state
+    saved, want = state[key], merger.mlp[0].weight
+    extra = want.shape[1] - saved.shape[1]
+    if extra <= 0 or saved.shape[0] != want.shape[0]:
+        return state  # same or other shape: the strict load reports a mismatch
+    pad = saved.new_zeros(saved.shape[0], extra)
+    return {**state, key: torch.cat([pad, saved], dim=1)}

@@ -1,0 +1,261 @@
+"""`KTMModel`: a LoRA-adapted causal LM that reads K-times-merged prompt embeddings.
+
+This file holds assembly and compression; the losses, generation and save / load are mixed in
+from :mod:`.losses`, :mod:`.generation` and :mod:`.artifacts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from ..config import KTMConfig
+from ..errors import KTMError
+from ..merger import build_merger
+from ..packing import CompressedBatch, pack, position_span
+from .artifacts import ArtifactsMixin, base_info
+from .base_models import DEFAULT_MODEL, load_base
+from .generation import GenerationMixin
+from .lm_utils import (
+    adapters_off,
+    cache_argument,
+    eval_mode,
+    linear_module_names,
+    module_name,
+    quiet_peft,
+    reads_position_ids,
+)
+from .losses import LossesMixin
+
+
+class KTMModel(LossesMixin, GenerationMixin, ArtifactsMixin, nn.Module):
+    """Merger + LoRA-adapted causal LM.
+
+    Build one with :meth:`from_base` (new, trainable) or :meth:`from_pretrained` (saved).
+    ``forward`` returns the summed answer-token cross entropy, for training engines.
+    """
+
+    def __init__(
+        self, lm: nn.Module, tokenizer, merger: nn.Module, config: KTMConfig, base_model: str
+    ) -> None:
+        super().__init__()
+        self.lm = lm
+        self.merger = merger
+        self.tokenizer = tokenizer
+        self.config = config
+        self.base_model = base_model
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_base(
+        cls,
+        base_model: str = DEFAULT_MODEL,
+        config: KTMConfig | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> "KTMModel":
+        """A fresh model: ``base_model`` (name, folder or hub id) + new LoRA + new merger."""
+        config = config or KTMConfig()
+        causal_lm, tokenizer = load_base(base_model, dtype)
+        return cls._assemble(causal_lm, tokenizer, config, base_model)
+
+    @classmethod
+    def from_model(
+        cls, causal_lm: nn.Module, tokenizer, config: KTMConfig | None = None, name: str = "custom"
+    ) -> "KTMModel":
+        """Wrap an already-loaded transformers causal LM (e.g. a tiny test model)."""
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return cls._assemble(causal_lm, tokenizer, config or KTMConfig(), name)
+
+    @classmethod
+    def _assemble(cls, causal_lm, tokenizer, config: KTMConfig, name: str) -> "KTMModel":
+        decoder = getattr(causal_lm, causal_lm.base_model_prefix)
+        if config.positions == "spread" and not reads_position_ids(type(decoder)):
+            raise KTMError(
+                f"positions='spread' needs a model that reads position ids, but "
+                f"{causal_lm.config.model_type!r} takes positions from its attention mask "
+                f"(ALiBi); use positions='compact' (--positions compact)"
+            )
+        for p in causal_lm.parameters():
+            p.requires_grad_(False)
+        lm = causal_lm
+        if config.lora_r > 0:
+            from peft import LoraConfig, get_peft_model
+
+            targets = config.lora_targets or linear_module_names(causal_lm)
+            if config.lora_lm_head:
+                head = module_name(causal_lm, causal_lm.get_output_embeddings())
+                targets = sorted(set(targets) | {head.rsplit(".", 1)[-1]})
+            lora = LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=targets,
+            )
+            try:
+                with quiet_peft():
+                    lm = get_peft_model(causal_lm, lora)
+            except ValueError as e:
+                raise KTMError(f"LoRA targets {targets} do not fit this model: {e}") from None
+        merger = build_merger(config, base_info(causal_lm)["hidden_size"])  # fp32, trainable
+        return cls(lm, tokenizer, merger, config, name)
+
+    # ----------------------------------------------------------------- parts
+    @property
+    def causal_lm(self) -> nn.Module:
+        """The transformers model (with LoRA layers injected, if any)."""
+        return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+
+    @property
+    def decoder(self) -> nn.Module:
+        lm = self.causal_lm
+        return getattr(lm, lm.base_model_prefix)
+
+    @property
+    def device(self) -> torch.device:
+        return self.causal_lm.get_input_embeddings().weight.device
+
+    @property
+    def k(self) -> int:
+        return self.config.k
+
+    @property
+    def max_positions(self) -> int | None:
+        cfg = self.causal_lm.config.get_text_config()
+        return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+
+    @contextmanager
+    def training_attention(self) -> Iterator[None]:
+        """Attention kernel for training, restored afterwards.
+
+        With bf16 weights on CPU, eager attention trains ~1.5x faster than SDPA, whose bf16
+        backward is slow there (measured: 19% of a K = 4 step); elsewhere nothing changes.
+        """
+        lm = self.causal_lm
+        before = getattr(lm.config, "_attn_implementation", None)
+        switch = (
+            self.device.type == "cpu"
+            and self.causal_lm.get_input_embeddings().weight.dtype == torch.bfloat16
+            and before == "sdpa"
+            and hasattr(lm, "set_attn_implementation")
+        )
+        if switch:
+            lm.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            if switch:
+                lm.set_attn_implementation(before)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """(…,) long -> (…, d): the base model's input embedding (frozen)."""
+        return self.causal_lm.get_input_embeddings()(ids)
+
+    # ----------------------------------------------------------------- tokenizing
+    def tokenize(self, texts: Sequence[str], special: bool = False) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(list(texts), add_special_tokens=special)["input_ids"]
+
+    def encode_prompts(
+        self, prompts: Sequence[str], suffixes: Sequence[str] | None = None
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids of the compressed part (with the tokenizer's special tokens) and suffix."""
+        if isinstance(prompts, str):
+            raise KTMError("prompts must be a list of strings, not a single string")
+        if suffixes is not None and len(suffixes) != len(prompts):
+            raise KTMError(f"got {len(prompts)} prompts but {len(suffixes)} suffixes")
+        for i, p in enumerate(prompts):
+            if not isinstance(p, str):
+                raise KTMError(f"prompt {i} is a {type(p).__name__}, not a string")
+        prompt_ids = self.tokenize(prompts, special=True)
+        suffix_ids = self.tokenize(suffixes) if suffixes is not None else [[] for _ in prompts]
+        for i, (p, s) in enumerate(zip(prompts, suffix_ids)):
+            if not p.strip() and not s:
+                raise KTMError(f"prompt {i} is empty; give some text to compress")
+        return prompt_ids, suffix_ids
+
+    def encode_answers(self, answers: Sequence[str]) -> list[list[int]]:
+        """Answer token ids followed by EOS, so the model learns to stop."""
+        eos = self.tokenizer.eos_token_id
+        return [ids + ([eos] if eos is not None else []) for ids in self.tokenize(answers)]
+
+    # ----------------------------------------------------------------- compression
+    def compress_ids(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        suffix_ids: Sequence[Sequence[int]] | None = None,
+        answer_ids: Sequence[Sequence[int]] | None = None,
+    ) -> CompressedBatch:
+        """Merge token ids into a left-padded batch of embeddings (see :func:`ktm.packing.pack`).
+
+        A token-reduction baseline (``config.reduction``) first cuts each prompt to its
+        budget; ``tokens_in`` still counts the prompt as given.
+        """
+        reduced = self.reduce_ids(prompt_ids)
+        batch = pack(
+            self.embed,
+            self.merger,
+            self.k,
+            reduced,
+            suffix_ids,
+            answer_ids,
+            self.device,
+            self.config.positions,
+        )
+        if reduced is not prompt_ids:
+            suffixes = suffix_ids if suffix_ids is not None else [[] for _ in prompt_ids]
+            batch.tokens_in = [len(p) + len(s) for p, s in zip(prompt_ids, suffixes)]
+        return batch
+
+    def reduce_ids(self, prompt_ids: Sequence[Sequence[int]]) -> Sequence[Sequence[int]]:
+        """``prompt_ids`` cut as ``config.reduction`` says (unchanged without one)."""
+        how = self.config.reduction
+        if how is None:
+            return prompt_ids
+        from .reduction import reduce_ids, self_information
+
+        def scores(ids):  # the base model without the adapter, as Selective Context scores
+            with eval_mode(self), adapters_off(self.lm):
+                return self_information(self.causal_lm, ids)
+
+        return reduce_ids(prompt_ids, how, self.config.reduction_k, scores)
+
+    def compress(
+        self, prompts: Sequence[str], suffixes: Sequence[str] | None = None
+    ) -> CompressedBatch:
+        """Compress prompts (and append uncompressed suffixes).
+
+        Returns a :class:`CompressedBatch`: ``.embeds`` (B, N, d), ``.attention_mask`` (B, N),
+        ``.tokens_in`` / ``.tokens_out`` per prompt.
+        """
+        return self.compress_ids(*self.encode_prompts(prompts, suffixes))
+
+    # ----------------------------------------------------------------- forward passes
+    def hidden_states(self, batch: CompressedBatch, past_key_values=None, use_cache: bool = False):
+        """Run the decoder. Returns (last hidden states (B, N, d), cache or None)."""
+        decoder = self.decoder
+        out = decoder(
+            inputs_embeds=batch.embeds,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=use_cache,
+            **{cache_argument(type(decoder)): past_key_values},
+        )
+        if not use_cache:
+            return out.last_hidden_state, None
+        cache = getattr(out, "cache", None)
+        return out.last_hidden_state, (cache if cache is not None else out.past_key_values)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(…, d) -> (…, V) vocabulary logits."""
+        return self.causal_lm.get_output_embeddings()(hidden)
+
+    def positions_needed(self, prompt_tokens: int, suffix_tokens: int, new_tokens: int) -> int:
+        """Positions a prompt of ``prompt_tokens`` compressed + ``suffix_tokens`` kept tokens
+        takes with ``new_tokens`` generated (every prompt token counts with ``spread``)."""
+        span = position_span(prompt_tokens, suffix_tokens, self.k, self.config.positions)
+        return span + new_tokens

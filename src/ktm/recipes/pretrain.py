@@ -1,0 +1,263 @@
+"""Task-agnostic merger pre-training: learn to read merged prefixes by regenerating text.
+
+Plain text is cut into chunks of a fixed number of tokens; each chunk is compressed and the
+model is trained to repeat it after the marker :data:`ktm.model.RECONSTRUCT_MARKER` (as
+in-context autoencoders do). The result is an ordinary ktm model folder that any task run on
+the same base model and K starts from (``ktm train --init-from``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import KTMConfig
+from ..distributed import process_state
+from ..errors import KTMError
+from ..fields import option
+from ..model import KTMModel, load_tokenizer
+from ..training import TrainConfig, train
+from ..training.checkpoint import list_checkpoints
+from ..training.config import DEFAULT_LR
+from .data import DataConfig, load_stages
+from .options import dtype_option, ktm_part, model_option, train_part
+from .pretrain_text import (
+    NotEnoughText,
+    read_texts,
+    reconstruction_examples,
+    reconstruction_nll,
+    text_chunks,
+)
+from .run_folder import RunFolder, check_dtype, run_dict, run_from_dict
+from .start import init_from
+
+MANY_PASSES = 4  # pre-training passes over its text above which a run gets a note
+K_WARMUP_STEPS = 40  # at most, per smaller K before the pre-training proper (curriculum over K)
+
+
+def k_ladder(k: int) -> list[int]:
+    """The smaller K a pre-training at ``k`` warms up with: 2, 4, 8, … below ``k``."""
+    ladder, step = [], 2
+    while step < k:
+        ladder.append(step)
+        step *= 2
+    return ladder
+
+
+@dataclass
+class PretrainConfig:
+    """Merger pre-training by reconstruction.
+
+    The text comes from ``texts`` (plain-text or JSONL files) and/or, with ``data``, from a
+    task's training prompts (labels unused): the prompts a task run will compress. The task's
+    prompts come first, so the held-out chunks are the task's own when there is a task.
+
+    ``k_warmup`` (default: 2, 4, … below K) are smaller K pre-trained first, ``k_warmup_steps``
+    each (default: a tenth of ``train.steps``, at most 40; 0: none), each passing its LoRA on
+    to the next and the last to the run at K: at a small K the LM learns to read merged blocks
+    within a few dozen steps, where at K = 4 when that happens varies with the seed.
+    ``init_lora_from`` (a saved model or checkpoint at any K, e.g. a finished pre-training at
+    a smaller K) gives the LoRA's start instead; there are no warm-ups then.
+    """
+
+    model: str = model_option()
+    ktm: KTMConfig = ktm_part()
+    train: TrainConfig = train_part()
+    texts: list[str] = option(
+        default_factory=list,
+        flag="text",
+        repeat=True,
+        help="a .txt file (paragraphs) or .jsonl file (repeatable); and/or --task",
+    )
+    text_field: str = option("text", help="the JSONL field holding the text")
+    chunk_tokens: int = option(64, help="tokens per chunk")
+    max_chunks: int = option(20000, help="chunks read at most")
+    holdout_chunks: int = option(
+        64, help="chunks kept out of training to measure the reconstruction loss"
+    )
+    dtype: str = dtype_option()
+    data: DataConfig | None = dataclasses.field(default=None, metadata={"given_by": "task"})
+    k_warmup: list[int] | None = option(
+        None,
+        help="smaller K to pre-train first, each passing its LoRA on (default: 2, 4, ... "
+        "below --k; none: no warm-up)",
+    )
+    k_warmup_steps: int | None = option(
+        None, help="steps at each warm-up K (default: a tenth of --steps, at most 40; 0: none)"
+    )
+    init_lora_from: str | None = option(
+        None,
+        help="start the LoRA from this saved model or checkpoint at any K instead of the warm-ups",
+    )
+
+    def __post_init__(self) -> None:
+        if not self.texts and self.data is None:
+            raise KTMError("give text files (--text), a task (--task), or both")
+        m = self.ktm
+        if m.k < 2 or m.merger != "mlp" or m.reduction is not None:
+            raise KTMError(
+                f"pre-training trains an MLP merger at K > 1, got k={m.k}, merger={m.merger!r}"
+                f"{f', reduction={m.reduction!r}' if m.reduction else ''}: there is nothing "
+                f"to pre-train; use --k 2 or more with --merger mlp"
+            )
+        check_dtype(self.dtype)
+        if self.k_warmup_steps is None:  # recorded as resolved: a tenth of the run, at most 40
+            self.k_warmup_steps = min(K_WARMUP_STEPS, max(1, self.train.steps // 10))
+        s = self.k_warmup_steps
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise KTMError(f"k_warmup_steps must be an integer >= 0, got {s!r}")
+        if self.k_warmup is None:  # recorded as resolved: 2, 4, 8, … below K
+            self.k_warmup = k_ladder(self.ktm.k) if s and not self.init_lora_from else []
+        w = list(self.k_warmup)
+        if w and self.init_lora_from:
+            raise KTMError(
+                f"init_lora_from starts the LoRA where the warm-ups would (k_warmup={w}); "
+                f"give one of them (--k-warmup none with --init-lora-from)"
+            )
+        if w and not s:
+            raise KTMError(f"k_warmup={w} needs k_warmup_steps > 0")
+        ints = all(isinstance(k, int) and not isinstance(k, bool) for k in w)
+        if not ints or w != sorted(set(w)) or (w and (w[0] < 2 or w[-1] >= self.ktm.k)):
+            raise KTMError(
+                f"k_warmup must be increasing integers from 2 up to below k={self.ktm.k}, got "
+                f"{self.k_warmup!r}"
+            )
+        if self.max_chunks <= self.holdout_chunks:
+            raise KTMError("max_chunks must exceed holdout_chunks")
+        if self.train.lr is None:  # recorded as used
+            self.train = dataclasses.replace(self.train, lr=DEFAULT_LR)
+
+    def to_dict(self) -> dict:
+        return run_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PretrainConfig":
+        return run_from_dict(cls, d, **({"data": DataConfig} if d.get("data") else {}))
+
+
+def pretraining_chunks(cfg: PretrainConfig, tokenizer) -> list[str]:
+    """The run's text cut into chunks: the task's training prompts first (each once: balanced
+    data repeats them; no labels), then the text files."""
+    texts = read_texts(cfg.texts, cfg.text_field) if cfg.texts else []
+    if cfg.data is not None:
+        stages, _ = load_stages(cfg.data, tokenizer)
+        prompts = list(dict.fromkeys(e.prompt for stage in stages for e in stage.train))
+        texts = prompts + texts
+    chunks = text_chunks(tokenizer, texts, cfg.chunk_tokens, cfg.max_chunks)
+    if len(chunks) < 2:
+        raise NotEnoughText(
+            f"the text holds {len(chunks)} chunk of {cfg.chunk_tokens} tokens; need at least 2"
+        )
+    return chunks
+
+
+def _k_warmups(
+    cfg: PretrainConfig, run: RunFolder, resume: bool, progress: bool, chunks: list[str]
+) -> list[dict]:
+    """Pre-train at each K of ``cfg.k_warmup`` in turn, each a part ``warmup-k<K>`` of
+    ``run`` starting from the previous one's LoRA. Returns what each did; none when the run at
+    K is being resumed past its start (its checkpoint holds the LoRA)."""
+    if not cfg.k_warmup or (resume and list_checkpoints(run.path / "checkpoints")):
+        return []
+    done, previous = [], None
+    for k in cfg.k_warmup:
+        sub = dataclasses.replace(
+            cfg,
+            ktm=dataclasses.replace(cfg.ktm, k=k),
+            # a constant rate: the run at K picks up a LoRA still learning, not cooled down
+            train=dataclasses.replace(
+                cfg.train, steps=cfg.k_warmup_steps, schedule="constant", eval_every=0
+            ),
+            k_warmup=[],
+        )
+
+        def warm_up(part: RunFolder, again: bool, sub=sub, previous=previous) -> None:
+            if process_state().is_main_process:
+                print(f"ktm: warm-up: reconstruction at K = {sub.ktm.k} for {sub.train.steps} "
+                      f"steps ({part.path})", file=sys.stderr)  # fmt: skip
+            run_pretraining(sub, part.path, again, progress, previous, chunks)
+
+        metrics, _ = run.run_part(f"warmup-k{k}", warm_up)
+        last = metrics["evals"][-1] if metrics.get("evals") else {}
+        done.append({"k": k, "steps": metrics["steps"], "train_seconds": metrics["train_seconds"],
+                     "wall_seconds": metrics.get("wall_seconds", 0.0), **last})  # fmt: skip
+        previous = run.path / f"warmup-k{k}" / "model"
+    return done
+
+
+def run_pretraining(
+    cfg: PretrainConfig,
+    output_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    lora_from: Path | None = None,
+    chunks: list[str] | None = None,
+) -> dict:
+    """Pre-train merger + LoRA on reconstruction of plain text; writes ``<out>/model``.
+
+    The smaller K of ``cfg.k_warmup`` come first (see :class:`PretrainConfig`); ``lora_from``
+    (a model folder of the same base and LoRA shape, any K) gives the LoRA's start;
+    ``chunks`` is the text already cut (the warm-ups get their run's).
+    """
+    import torch
+
+    run = RunFolder(output_dir, "pretrain")
+    out = run.path
+    run.check(cfg, resume)
+    if cfg.init_lora_from and not Path(cfg.init_lora_from).exists():
+        raise KTMError(f"init_lora_from: no saved model or checkpoint at {cfg.init_lora_from}")
+    # Only the tokenizer before the warm-ups: each loads its own model, one at a time.
+    chunks = chunks or pretraining_chunks(cfg, load_tokenizer(cfg.model))
+    holdout = min(cfg.holdout_chunks, max(1, len(chunks) // 10))  # at most a tenth held out
+    state = run.start(cfg, resume)
+    t_warm = run.seconds_since_start()
+    warmups = _k_warmups(cfg, run, resume, progress, chunks)
+    warm_ran = run.seconds_since_start() - t_warm
+    if warmups:
+        lora_from = out / f"warmup-k{warmups[-1]['k']}" / "model"
+    elif cfg.init_lora_from:
+        lora_from = Path(cfg.init_lora_from)
+    torch.manual_seed(cfg.train.seed)  # the merger's initialisation, with or without warm-ups
+    model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
+    if lora_from is not None:
+        init_from(model, lora_from, lora_only=True)
+    cfg.train.progress = progress
+    held = reconstruction_examples(chunks[:holdout])
+    examples = reconstruction_examples(chunks[holdout:])
+    passes = cfg.train.steps * cfg.train.batch_size / len(examples)  # batch_size: per step
+    if passes > MANY_PASSES and state.is_main_process and not resume:
+        # Read that often, a few hundred chunks of tree prompts did not carry to new trees;
+        # ten thousand chunks read once did.
+        print(
+            f"ktm: note: pre-training reads each of its {len(examples)} chunks ~{passes:.0f} "
+            f"times; a merger learnt from so little text may not carry to new prompts — add "
+            f"unlabeled text of the same kind (--pretrain-text for `ktm train`, --text for "
+            f"`ktm pretrain`)",
+            file=sys.stderr,
+        )
+    setup_seconds = run.seconds_since_start() - warm_ran
+    result = train(
+        model,
+        examples,
+        cfg.train,
+        out,
+        resume=resume,
+        evaluate=lambda m: reconstruction_nll(m, held),
+    )
+    warm_seconds = sum(w.get("wall_seconds", w["train_seconds"]) for w in warmups)
+    return run.finish(
+        {
+            "model": cfg.model,
+            "k": cfg.ktm.k,
+            "chunks": len(examples),
+            "chunk_tokens": cfg.chunk_tokens,
+            "steps": result.steps_done,
+            "train_seconds": round(sum(r["seconds"] for r in result.history), 1),
+            # warm-ups, loading, and the steps, evaluations and checkpoints of every resume
+            "wall_seconds": round(warm_seconds + setup_seconds + result.wall_seconds, 1),
+            "evals": result.evals,
+            "k_warmup": warmups,
+        }
+    )

@@ -1,0 +1,88 @@
+"""Text for reconstruction pre-training: read it, cut it into chunks of a fixed number of
+tokens, and pose each chunk as an example (the chunk compressed, then repeated after
+:data:`ktm.model.RECONSTRUCT_MARKER`, as in-context autoencoders train); and the held-out
+reconstruction loss that measures it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import KTMError
+from ..model import RECONSTRUCT_MARKER, KTMModel
+from ..training.data import Example
+
+
+class NotEnoughText(KTMError):
+    """Too little text to cut into reconstruction chunks."""
+
+
+def read_texts(paths: Sequence[str | Path], field: str = "text") -> list[str]:
+    """Texts from ``.txt`` files (blank-line separated paragraphs) or JSONL (``field``)."""
+    texts: list[str] = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise KTMError(f"text file not found: {path}")
+        try:
+            content = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise KTMError(f"{path} is not UTF-8 text ({e})") from None
+        if path.suffix == ".jsonl":
+            for lineno, line in enumerate(content.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line).get(field)
+                except (json.JSONDecodeError, AttributeError):
+                    raise KTMError(f"{path}:{lineno}: not a JSON object") from None
+                if not isinstance(value, str):
+                    raise KTMError(f"{path}:{lineno}: field {field!r} is missing or not text")
+                if value.strip():
+                    texts.append(value)
+        else:
+            texts += [p for p in content.split("\n\n") if p.strip()]
+    if not texts:
+        raise KTMError("no text found in " + ", ".join(map(str, paths)))
+    return texts
+
+
+def text_chunks(tokenizer, texts: Sequence[str], chunk_tokens: int, max_chunks: int) -> list[str]:
+    """Cut the concatenated texts into pieces of ``chunk_tokens`` tokens (decoded to text)."""
+    if chunk_tokens < 2:
+        raise KTMError(f"chunk_tokens must be >= 2, got {chunk_tokens}")
+    chunks, buffer = [], []
+    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        buffer += ids + [tokenizer.eos_token_id]
+        while len(buffer) >= chunk_tokens and len(chunks) < max_chunks:
+            piece = tokenizer.decode(buffer[:chunk_tokens], skip_special_tokens=True).strip()
+            buffer = buffer[chunk_tokens:]
+            if piece:
+                chunks.append(piece)
+        if len(chunks) >= max_chunks:
+            break
+    if not chunks:
+        raise NotEnoughText(f"the texts hold fewer than {chunk_tokens} tokens")
+    return chunks
+
+
+def reconstruction_examples(chunks: Sequence[str]) -> list[Example]:
+    """Each chunk is compressed, then repeated after the marker."""
+    return [Example(prompt=c, answer=c, suffix=RECONSTRUCT_MARKER) for c in chunks]
+
+
+def reconstruction_nll(model: KTMModel, examples, batch_size: int = 16) -> dict:
+    """Per-token reconstruction loss on held-out chunks."""
+    import torch
+
+    from ..training.trainer import tokenize_examples
+
+    data = tokenize_examples(model, examples)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            idx = range(i, min(i + batch_size, len(examples)))
+            prompts, answers, suffixes = data.select(idx)
+            total += model.answer_nll(prompts, answers, suffixes).item()
+            count += sum(map(len, answers))
+    return {"reconstruction_nll": total / count}

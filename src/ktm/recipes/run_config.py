@@ -1,0 +1,143 @@
+"""``RunConfig``: everything a ``ktm train`` run is — model, data and recipe — and the
+recipe's defaults, decided once (:meth:`RunConfig.resolved`) and recorded in ``config.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from ..config import KTMConfig
+from ..errors import KTMError
+from ..fields import option
+from ..training import TrainConfig
+from ..training.config import DEFAULT_LR
+from .data import DataConfig
+from .options import dtype_option, ktm_part, model_option, train_part
+from .run_folder import check_dtype, run_dict, run_from_dict
+
+DEFAULT_METRIC = "balanced_accuracy"
+
+FINETUNE_LR = 3e-4  # the task phase's learning rate after pre-training (resolved())
+
+
+@dataclass
+class RunConfig:
+    """A whole run: model, data and recipe. Written to ``config.json`` beside the outputs."""
+
+    model: str = model_option()
+    ktm: KTMConfig = ktm_part()
+    train: TrainConfig = train_part()
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    curriculum: bool = option(
+        False, help="train the --stages in order, moving on when a stage passes its threshold"
+    )
+    round_steps: int = option(50, help="curriculum: steps between stage checks")
+    max_rounds: int = option(10, help="curriculum: rounds before giving a stage up")
+    metric: str = option(
+        DEFAULT_METRIC,
+        choices=("balanced_accuracy", "accuracy"),
+        help="curriculum: the metric a stage must pass",
+    )
+    eval_batch_size: int = option(32, help="examples per evaluation batch")
+    dtype: str = dtype_option()
+    init_from: str | None = option(
+        None, help="start from the merger + LoRA of a saved model (e.g. from `ktm pretrain`)"
+    )
+    init_lora_from: str | None = option(
+        None,
+        help="then take the LoRA alone from this saved model or checkpoint, whatever its K "
+        "(a curriculum over K)",
+    )
+    teacher: str | None = option(
+        None, help="a trained model (e.g. the K = 1 run) to distil from (see --distill-weight)"
+    )
+    pretrain_steps: int | None = option(
+        None,
+        help="reconstruction pre-training steps on the task's prompts before the task "
+        "(default: as many as --steps at K > 1 with the MLP merger and no --init-from; 0: none)",
+    )
+    pretrain_chunk_tokens: int = option(32, help="tokens per pre-training chunk")
+    pretrain_lr: float = option(DEFAULT_LR, help="learning rate of the pre-training phase")
+    pretrain_text: list[str] = option(
+        default_factory=list,
+        repeat=True,
+        help="unlabeled text of the task's kind for the pre-training phase, after the task's "
+        "prompts: .txt (paragraphs) or .jsonl with a 'text' field (repeatable)",
+    )
+    pretrain_k_warmup_steps: int | None = option(
+        None,
+        help="pre-training steps at each smaller K (2, 4, ... below --k) first (default: a "
+        "tenth of the phase, at most 40; 0: none)",
+    )
+
+    def __post_init__(self) -> None:
+        check_dtype(self.dtype)
+        if not (self.pretrain_lr > 0 and math.isfinite(self.pretrain_lr)):
+            raise KTMError(f"pretrain_lr must be a positive number, got {self.pretrain_lr!r}")
+        steps = self.pretrain_steps
+        bad = isinstance(steps, bool) or not isinstance(steps, int) or steps < 0
+        if steps is not None and bad:
+            raise KTMError(f"pretrain_steps must be an integer >= 0, got {steps!r}")
+        if steps and not self.pretraining_applies:
+            raise KTMError(
+                "pretrain_steps needs K > 1 with the MLP merger and no init_from, init_lora_from "
+                "or reduction (nothing else has a merger to pre-train); leave it unset or 0"
+            )
+        if self.init_lora_from and self.ktm.lora_r == 0:
+            raise KTMError("init_lora_from needs a LoRA (lora_r > 0); leave it unset")
+        if self.pretrain_chunk_tokens < 2:
+            raise KTMError(f"pretrain_chunk_tokens must be >= 2, got {self.pretrain_chunk_tokens}")
+        if self.pretrain_text and not self.resolved_pretrain_steps:
+            raise KTMError(
+                "pretrain_text is read by the pre-training phase, which this run does not have "
+                "(it needs K > 1 with the MLP merger, no init_from or init_lora_from, and "
+                "pretrain_steps not 0)"
+            )
+
+    @property
+    def _has_mlp_merger(self) -> bool:
+        k = self.ktm
+        return k.k > 1 and k.merger == "mlp" and k.reduction is None
+
+    @property
+    def pretraining_applies(self) -> bool:
+        """Whether the run has a fresh MLP merger and LoRA that pre-training would help."""
+        return self._has_mlp_merger and not (self.init_from or self.init_lora_from)
+
+    @property
+    def resolved_pretrain_steps(self) -> int:
+        """Reconstruction pre-training steps before the task: ``pretrain_steps``, or when it is
+        unset (the default recipe) as many as the task's steps wherever pre-training applies."""
+        if self.pretrain_steps is None:
+            return self.train.steps if self.pretraining_applies else 0
+        return self.pretrain_steps
+
+    @property
+    def merger_starts_pretrained(self) -> bool:
+        """Whether the task phase starts from a reconstruction-trained MLP merger: the
+        built-in pre-training phase runs, or ``init_from`` gives one."""
+        return self._has_mlp_merger and bool(self.init_from or self.resolved_pretrain_steps)
+
+    def resolved(self) -> "RunConfig":
+        """This config with the recipe's defaults decided, as the run records it.
+
+        An unset ``train.lr`` becomes :data:`FINETUNE_LR` (3e-4) when the merger starts
+        pre-trained — the task then fine-tunes a model that already reads merged blocks, and
+        at 1e-3 its first task steps undo that (runs took off and collapsed, or never took
+        off) — and :data:`DEFAULT_LR` (1e-3) otherwise.
+        """
+        t = self.train
+        lr = (
+            t.lr
+            if t.lr is not None
+            else (FINETUNE_LR if self.merger_starts_pretrained else DEFAULT_LR)
+        )
+        return dataclasses.replace(self, train=dataclasses.replace(t, lr=lr))
+
+    def to_dict(self) -> dict:
+        return run_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        return run_from_dict(cls, d, data=DataConfig)

@@ -1,0 +1,46 @@
+"""Where a run's model starts: a saved model, a run folder, or a training checkpoint.
+
+The model layer loads saved model folders only; this module also knows the run layout: a run
+folder's model is in ``<run>/model``, and a training checkpoint ``<run>/checkpoints/step-N``
+holds the trainable weights whose shape the run's ``config.json`` states.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import KTMConfig
+from ..errors import KTMError
+from ..model import CONFIG_NAME, KTMModel
+from ..model.artifacts import base_info, check_base, check_same_shape
+from ..training.checkpoint import WEIGHTS, load_trainable
+from .run_folder import RUN_CONFIG, read_json
+
+
+def model_folder(path: str | Path) -> Path:
+    """A saved model folder, or a run folder whose ``model/`` holds one."""
+    path = Path(path)
+    return path / "model" if (path / "model" / CONFIG_NAME).is_file() else path
+
+
+def init_from(model: KTMModel, path: str | Path, lora_only: bool = False) -> None:
+    """Start ``model`` from the merger and LoRA of a saved model, a run folder or a training
+    checkpoint (see :meth:`KTMModel.init_from`; a checkpoint's shape must match exactly)."""
+    path = Path(path)
+    if (path / WEIGHTS).is_file():  # a training checkpoint: run/checkpoints/step-N
+        run_config = path.parent.parent / RUN_CONFIG
+        if not run_config.is_file():
+            raise KTMError(f"checkpoint {path} has no run config at {run_config}")
+        other = KTMConfig.from_dict(read_json(run_config, "run config")["ktm"])
+        check_same_shape(path, model.config, other, widen=False, lora_only=lora_only)
+        load_trainable(path, model, lora_only)
+        return
+    model.init_from(model_folder(path), lora_only=lora_only)
+
+
+def load_teacher(path: str, student: KTMModel, dtype) -> KTMModel:
+    """A frozen teacher for distillation; it must share the student's base model shape."""
+    folder = model_folder(path)
+    teacher = KTMModel.from_pretrained(folder, dtype=dtype)
+    check_base(folder, base_info(teacher.causal_lm), base_info(student.causal_lm), "the student")
+    return teacher
