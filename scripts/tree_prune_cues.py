@@ -13,8 +13,8 @@ from collections import Counter
 
 from ktm.io_utils import write_json_atomic
 from ktm.model.base_models import load_base
-from ktm.model.reduction import reduce_ids, self_information
 from ktm.recipes.data import DataConfig, load_stages
+from ktm.tasks.token_budget import reduce_ids, self_information
 
 
 def main() -> None:

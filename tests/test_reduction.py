@@ -1,13 +1,15 @@
-"""Token-space baselines keep exactly the budget of K-token merging."""
+"""Token-space baselines are prompt transforms outside the model: they keep exactly the budget
+of K-token merging, and the model (at K = 1) reads the kept tokens."""
 
+import json
 import math
 
 import pytest
 import torch
 
-from ktm.config import KTMConfig
 from ktm.errors import KTMError
-from ktm.model.reduction import budget, reduce_ids, self_information
+from ktm.tasks.base import LabeledExample
+from ktm.tasks.token_budget import reduce_ids, self_information
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 8])
@@ -27,6 +29,10 @@ def test_prune_keeps_the_most_informative_tokens_in_order():
     prompt = [[10, 11, 12, 13, 14, 15]]
     scores = lambda ids: [torch.tensor([math.inf, 0.1, 5.0, 0.2, 3.0, 0.3])]  # noqa: E731
     assert reduce_ids(prompt, "prune", 2, scores) == [[10, 12, 14]]
+    with pytest.raises(KTMError, match="prune needs token scores"):
+        reduce_ids(prompt, "prune", 2)
+    with pytest.raises(KTMError, match="unknown token reduction 'middle'"):
+        reduce_ids(prompt, "middle", 2)
 
 
 def test_self_information_matches_the_model(tiny_base):
@@ -40,20 +46,69 @@ def test_self_information_matches_the_model(tiny_base):
 
 
 @pytest.mark.parametrize("how", ["first", "last", "prune"])
-def test_model_with_reduction_reads_the_budget(make_model, how):
-    model = make_model(k=1, reduction=how, reduction_k=4)
-    text = "one two three four five six seven eight nine ten"
-    batch = model.compress([text], [" Answer:"])
-    n_prompt = len(model.tokenize([text], special=True)[0])
+def test_the_model_reads_the_kept_tokens(make_model, how):
+    """The transform hands the kept ids to the model as the prompt; the model reads exactly
+    the budget, the raw suffix untouched, and its output does not depend on the batch."""
+    from ktm.recipes.baselines import reduce_for
+
+    model = make_model(k=1)
+    texts = ["one two three four five six seven eight nine ten", "alpha beta gamma delta"]
+    examples = [LabeledExample(t, "x", " Answer:") for t in texts]
+    reduced = reduce_for(model, examples, how, 4)
+    n_prompt = [len(model.tokenize([t], special=True)[0]) for t in texts]
     n_suffix = len(model.tokenize([" Answer:"])[0])
-    assert batch.tokens_in == [n_prompt + n_suffix]
-    assert batch.tokens_out == [math.ceil(n_prompt / 4) + n_suffix]
-    assert batch.embeds.shape[1] == batch.tokens_out[0]
+    assert [len(e.prompt_ids) for e in reduced] == [math.ceil(n / 4) for n in n_prompt]
+    assert [e.prompt for e in reduced] == texts  # the text stays for reports
+    batch = model.compress([e.model_prompt for e in reduced], [e.suffix for e in reduced])
+    assert batch.tokens_out == [math.ceil(n / 4) + n_suffix for n in n_prompt]
+    alone = model.next_token_logits([reduced[1].model_prompt], [" Answer:"])
+    together = model.next_token_logits([e.model_prompt for e in reduced], [" Answer:"] * 2)
+    torch.testing.assert_close(alone[0], together[1], atol=1e-4, rtol=1e-4)
 
 
-def test_reduction_config_checks():
-    with pytest.raises(KTMError, match="k must be 1"):
-        KTMConfig(k=4, reduction="first", reduction_k=4)
-    with pytest.raises(KTMError, match="reduction must be one of"):
-        KTMConfig(k=1, reduction="middle")
-    assert budget(9, 4) == 3
+def test_prune_scores_with_the_base_model_not_the_adapter(make_model, tiny_base):
+    from ktm.recipes.baselines import reduce_for
+
+    model = make_model(k=1)
+    for p in model.lm.parameters():  # an adapter that would change the scores if it were on
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.5)
+    text = "one two three four five six seven eight nine ten eleven twelve"
+    (kept,) = reduce_for(model, [LabeledExample(text, "x")], "prune", 4)
+    lm, _ = tiny_base()
+    ids = model.tokenize([text], special=True)
+    (expected,) = reduce_ids(ids, "prune", 4, lambda i: self_information(lm, i))
+    assert list(kept.prompt_ids) == expected
+
+
+def test_a_baseline_run_saves_its_transform_in_the_run_not_the_model(tiny_model_dir, tmp_path):
+    from ktm.cli import main
+
+    data = tmp_path / "d"
+    assert main(["data", "tree", "--train-trees", "12", "--test-trees", "2", "--out",
+                 str(data)]) == 0  # fmt: skip
+    out = tmp_path / "r"
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "1",
+                 "--reduction", "first", "--reduction-k", "4", "--steps", "2",
+                 "--batch-size", "2", "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["reduction"] == "first" and "reduction" not in saved["ktm"]
+    model_cfg = json.loads((out / "model" / "ktm_config.json").read_text())["config"]
+    assert "reduction" not in model_cfg
+    assert main(["eval", str(out), "--data", str(data)]) == 0  # re-applies the run's transform
+
+
+def test_a_k4_reduction_is_refused(capsys):
+    from ktm.cli import main
+
+    assert main(["train", "--k", "4", "--reduction", "first", "--out", "x"]) == 2
+    assert "k must be 1" in capsys.readouterr().err
+
+
+def test_models_saved_before_the_change_load_or_are_refused_clearly():
+    from ktm.config import KTMConfig
+
+    plain = KTMConfig.from_dict({"k": 4, "reduction": None, "reduction_k": 1})
+    assert plain == KTMConfig(k=4)
+    with pytest.raises(KTMError, match="token-reduction baseline .'prune'. of ktm < 0.1.1"):
+        KTMConfig.from_dict({"k": 1, "reduction": "prune", "reduction_k": 4})

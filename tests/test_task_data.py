@@ -288,8 +288,8 @@ def test_reduction_baseline_counts_its_budget(make_model):
     from ktm.tasks.context_fit import ContextLimit
 
     assert context_limit(make_model(k=4)) == ContextLimit(512, 4)
-    first = make_model(k=1, reduction="first", reduction_k=4)
-    assert context_limit(first).k == 4 and context_limit(first).positions == 512
+    k1 = make_model(k=1)
+    assert context_limit(k1, budget_k=4).k == 4 and context_limit(k1, 4).positions == 512
 
 
 @pytest.mark.parametrize(

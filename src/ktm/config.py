@@ -13,7 +13,7 @@ MERGERS = ("mlp", "mean")
 MERGER_INITS = ("mean", "random")
 MERGER_NORMS = ("none", "token")
 POSITIONS = ("compact", "spread")
-REDUCTIONS = ("first", "last", "prune")  # token-space baselines, see ktm.model.reduction
+REDUCTIONS = ("first", "last", "prune")  # token-space baselines, see ktm.tasks.token_budget
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
 
 
@@ -73,13 +73,6 @@ class KTMConfig:
     lora_lm_head: bool = option(
         True, help="also adapt the output layer (the paper's; vLLM needs the LoRA merged then)"
     )
-    reduction: str | None = option(
-        None,
-        choices=REDUCTIONS,
-        help="a token-space baseline instead of merging (with --k 1): keep the first, last or "
-        "most informative ceil(T/--reduction-k) prompt tokens",
-    )
-    reduction_k: int = option(1, help="the K whose input budget the reduction matches")
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -114,21 +107,6 @@ class KTMConfig:
             raise KTMError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         if self.lora_alpha <= 0:
             raise KTMError(f"lora_alpha must be > 0, got {self.lora_alpha!r}")
-        if self.reduction is not None:
-            if self.reduction not in REDUCTIONS:
-                raise KTMError(
-                    f"reduction must be one of {', '.join(REDUCTIONS)}, got {self.reduction!r}"
-                )
-            if self.k != 1:
-                raise KTMError(
-                    f"a token reduction reads tokens as they are: k must be 1, not {self.k}"
-                )
-        if (
-            isinstance(self.reduction_k, bool)
-            or not isinstance(self.reduction_k, int)
-            or self.reduction_k < 1
-        ):
-            raise KTMError(f"reduction_k must be an integer >= 1, got {self.reduction_k!r}")
 
     @property
     def hidden_factor(self) -> float:
@@ -143,6 +121,15 @@ class KTMConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "KTMConfig":
+        data = dict(data) if isinstance(data, dict) else data
+        if isinstance(data, dict) and "reduction" in data:  # written before ktm 0.1.1
+            how = data.pop("reduction")
+            data.pop("reduction_k", None)
+            if how is not None:
+                raise KTMError(
+                    f"this model was saved by a token-reduction baseline ({how!r}) of ktm < 0.1.1; "
+                    "baselines are now run options (ktm train --reduction): re-run it"
+                )
         return dataclass_from_dict(cls, data, "KTM config")
 
 

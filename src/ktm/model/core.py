@@ -30,6 +30,8 @@ from .lm_utils import (
 )
 from .losses import LossesMixin
 
+Prompt = str | Sequence[int]  # text to compress, or its token ids
+
 
 class KTMModel(LossesMixin, GenerationMixin, ArtifactsMixin, nn.Module):
     """Merger + LoRA-adapted causal LM.
@@ -161,20 +163,30 @@ class KTMModel(LossesMixin, GenerationMixin, ArtifactsMixin, nn.Module):
         return self.tokenizer(list(texts), add_special_tokens=special)["input_ids"]
 
     def encode_prompts(
-        self, prompts: Sequence[str], suffixes: Sequence[str] | None = None
+        self, prompts: Sequence[Prompt], suffixes: Sequence[str] | None = None
     ) -> tuple[list[list[int]], list[list[int]]]:
-        """Token ids of the compressed part (with the tokenizer's special tokens) and suffix."""
+        """Token ids of the compressed part (with the tokenizer's special tokens) and suffix.
+
+        A prompt given as a sequence of token ids (e.g. the kept tokens of a token-budget
+        baseline, :mod:`ktm.tasks.token_budget`) is read as it is.
+        """
         if isinstance(prompts, str):
             raise KTMError("prompts must be a list of strings, not a single string")
         if suffixes is not None and len(suffixes) != len(prompts):
             raise KTMError(f"got {len(prompts)} prompts but {len(suffixes)} suffixes")
         for i, p in enumerate(prompts):
-            if not isinstance(p, str):
-                raise KTMError(f"prompt {i} is a {type(p).__name__}, not a string")
-        prompt_ids = self.tokenize(prompts, special=True)
+            ids = isinstance(p, (list, tuple)) and all(
+                isinstance(t, int) and not isinstance(t, bool) for t in p
+            )
+            if not isinstance(p, str) and not ids:
+                raise KTMError(
+                    f"prompt {i} is a {type(p).__name__}, not a string or a list of token ids"
+                )
+        texts = iter(self.tokenize([p for p in prompts if isinstance(p, str)], special=True))
+        prompt_ids = [next(texts) if isinstance(p, str) else list(p) for p in prompts]
         suffix_ids = self.tokenize(suffixes) if suffixes is not None else [[] for _ in prompts]
         for i, (p, s) in enumerate(zip(prompts, suffix_ids)):
-            if not p.strip() and not s:
+            if not (p.strip() if isinstance(p, str) else p) and not s:
                 raise KTMError(f"prompt {i} is empty; give some text to compress")
         return prompt_ids, suffix_ids
 
@@ -190,42 +202,27 @@ class KTMModel(LossesMixin, GenerationMixin, ArtifactsMixin, nn.Module):
         suffix_ids: Sequence[Sequence[int]] | None = None,
         answer_ids: Sequence[Sequence[int]] | None = None,
     ) -> CompressedBatch:
-        """Merge token ids into a left-padded batch of embeddings (see :func:`ktm.packing.pack`).
-
-        A token-reduction baseline (``config.reduction``) first cuts each prompt to its
-        budget; ``tokens_in`` still counts the prompt as given.
-        """
-        reduced = self.reduce_ids(prompt_ids)
-        batch = pack(
+        """Merge token ids into a left-padded batch of embeddings (see :func:`ktm.packing.pack`)."""
+        return pack(
             self.embed,
             self.merger,
             self.k,
-            reduced,
+            prompt_ids,
             suffix_ids,
             answer_ids,
             self.device,
             self.config.positions,
         )
-        if reduced is not prompt_ids:
-            suffixes = suffix_ids if suffix_ids is not None else [[] for _ in prompt_ids]
-            batch.tokens_in = [len(p) + len(s) for p, s in zip(prompt_ids, suffixes)]
-        return batch
 
-    def reduce_ids(self, prompt_ids: Sequence[Sequence[int]]) -> Sequence[Sequence[int]]:
-        """``prompt_ids`` cut as ``config.reduction`` says (unchanged without one)."""
-        how = self.config.reduction
-        if how is None:
-            return prompt_ids
-        from .reduction import reduce_ids, self_information
-
-        def scores(ids):  # the base model without the adapter, as Selective Context scores
-            with eval_mode(self), adapters_off(self.lm):
-                return self_information(self.causal_lm, ids)
-
-        return reduce_ids(prompt_ids, how, self.config.reduction_k, scores)
+    @contextmanager
+    def base_lm(self) -> Iterator[nn.Module]:
+        """The bare base causal LM (no adapter, eval mode) inside the block, e.g. to score
+        tokens by their self-information as Selective Context does."""
+        with eval_mode(self), adapters_off(self.lm):
+            yield self.causal_lm
 
     def compress(
-        self, prompts: Sequence[str], suffixes: Sequence[str] | None = None
+        self, prompts: Sequence[Prompt], suffixes: Sequence[str] | None = None
     ) -> CompressedBatch:
         """Compress prompts (and append uncompressed suffixes).
 

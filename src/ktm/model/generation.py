@@ -18,7 +18,7 @@ class GenerationMixin:
 
     @torch.no_grad()
     def next_token_logits(
-        self, prompts: Sequence[str], suffixes: Sequence[str] | None = None
+        self, prompts: Sequence[str | Sequence[int]], suffixes: Sequence[str] | None = None
     ) -> torch.Tensor:
         """(B, V) logits of the token after each prompt."""
         with eval_mode(self):
@@ -82,7 +82,7 @@ class GenerationMixin:
 
     def generate(
         self,
-        prompts: Sequence[str],
+        prompts: Sequence[str | Sequence[int]],
         suffixes: Sequence[str] | None = None,
         max_new_tokens: int = 32,
         **sampling,
@@ -99,7 +99,7 @@ class GenerationMixin:
     @torch.no_grad()
     def classify(
         self,
-        prompts: Sequence[str],
+        prompts: Sequence[str | Sequence[int]],
         choices: Sequence[str],
         suffixes: Sequence[str] | None = None,
     ) -> list[int]:

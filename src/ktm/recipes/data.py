@@ -213,15 +213,14 @@ def load_stages(
     return fitted, info
 
 
-def context_limit(model: KTMModel) -> ContextLimit | None:
-    """The positions ``model`` holds and how many prompt tokens share one (its K, or the
-    budget of a token-reduction baseline); None when its config states no limit."""
+def context_limit(model: KTMModel, budget_k: int | None = None) -> ContextLimit | None:
+    """The positions ``model`` holds and how many prompt tokens share one (its K, or
+    ``budget_k`` for a token-budget baseline); None when its config states no limit."""
     if not model.max_positions:
         return None
-    how = model.config
-    if how.positions == "spread":  # each prompt token keeps its own position
+    if model.config.positions == "spread":  # each prompt token keeps its own position
         return ContextLimit(model.max_positions, 1)
-    return ContextLimit(model.max_positions, how.reduction_k if how.reduction else how.k)
+    return ContextLimit(model.max_positions, budget_k or model.k)
 
 
 def _read_stages(data: DataConfig, tokenizer) -> tuple[list[Stage], dict]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from ..distributed import process_state
+from ..errors import KTMError
 from ..model import KTMModel
 from ..tasks.base import LabeledExample, Task
 from ..tasks.metrics import (
@@ -36,7 +37,7 @@ def predict_labels(
     for start in rng:
         chunk = examples[start : start + batch_size]
         suffixes = [e.suffix or "" for e in chunk] if has_suffix else None
-        idx = model.classify([e.prompt for e in chunk], list(labels), suffixes)
+        idx = model.classify([e.model_prompt for e in chunk], list(labels), suffixes)
         preds.extend(labels[i] for i in idx)
     return preds
 
@@ -113,7 +114,8 @@ def evaluate_generation(
         for start in steps:
             chunk = [examples[i] for i in mine[start : start + batch_size]]
             suffixes = [e.suffix or "" for e in chunk] if has_suffix else None
-            prompt_ids, suffix_ids = model.encode_prompts([e.prompt for e in chunk], suffixes)
+            prompts = [e.model_prompt for e in chunk]
+            prompt_ids, suffix_ids = model.encode_prompts(prompts, suffixes)
             answer_ids = model.encode_answers([e.label for e in chunk])
             nll += model.answer_nll(prompt_ids, answer_ids, suffix_ids).item()
             count += sum(map(len, answer_ids))
@@ -178,7 +180,12 @@ def evaluate_checkpoint(
     task = get_task(data.task).with_data(data)
     folder = model_folder(path)
     model = KTMModel.from_pretrained(folder)
-    stages, data_info = load_stages(data, model.tokenizer, context_limit(model))
+    how, budget_k = _run_reduction(path)
+    stages, data_info = load_stages(data, model.tokenizer, context_limit(model, budget_k))
+    if how:  # a token-budget baseline's run: its model reads the kept tokens only
+        from .baselines import reduce_stages
+
+        stages = reduce_stages(model, stages, how, budget_k)
     rows = list(stages[-1].test if split == "test" else stages[-1].train)
     rows = rows[:limit] if limit else rows
     metrics = evaluate_task(
@@ -189,3 +196,18 @@ def evaluate_checkpoint(
     if data_info:
         metrics["data"] = data_info
     return metrics, task.kind
+
+
+def _run_reduction(path: str) -> tuple[str | None, int | None]:
+    """(how, K) of the token-budget baseline a run folder trained, or (None, None)."""
+    from .run_config import RunConfig
+    from .run_folder import RunFolder
+
+    run = RunFolder(path, "train")
+    if not (run.started_before and (run.path / "model").is_dir()):
+        return None, None
+    try:
+        cfg = run.read_config(RunConfig)
+    except KTMError:
+        return None, None
+    return (cfg.reduction, cfg.reduction_k) if cfg.reduction else (None, None)

@@ -39,8 +39,6 @@ def _untie_output_layer(causal_lm: nn.Module) -> None:
 
 def merged_causal_lm(model: KTMModel) -> nn.Module:
     """The base causal LM with ``model``'s LoRA merged in (``model`` is consumed)."""
-    if model.config.reduction is not None:
-        raise KTMError("token-reduction baselines are not exported; export a merging model")
     if model.config.positions != "compact":
         raise KTMError(
             f"this model reads positions={model.config.positions!r}, but vLLM numbers prompt "

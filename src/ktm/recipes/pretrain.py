@@ -96,11 +96,10 @@ class PretrainConfig:
         if not self.texts and self.data is None:
             raise KTMError("give text files (--text), a task (--task), or both")
         m = self.ktm
-        if m.k < 2 or m.merger != "mlp" or m.reduction is not None:
+        if m.k < 2 or m.merger != "mlp":
             raise KTMError(
-                f"pre-training trains an MLP merger at K > 1, got k={m.k}, merger={m.merger!r}"
-                f"{f', reduction={m.reduction!r}' if m.reduction else ''}: there is nothing "
-                f"to pre-train; use --k 2 or more with --merger mlp"
+                f"pre-training trains an MLP merger at K > 1, got k={m.k}, merger={m.merger!r}: "
+                f"there is nothing to pre-train; use --k 2 or more with --merger mlp"
             )
         check_dtype(self.dtype)
         if self.k_warmup_steps is None:  # recorded as resolved: a tenth of the run, at most 40

@@ -7,7 +7,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from ..config import KTMConfig
+from ..config import REDUCTIONS, KTMConfig
 from ..errors import KTMError
 from ..fields import option
 from ..training import TrainConfig
@@ -65,6 +65,13 @@ class RunConfig:
         help="unlabeled text of the task's kind for the pre-training phase, after the task's "
         "prompts: .txt (paragraphs) or .jsonl with a 'text' field (repeatable)",
     )
+    reduction: str | None = option(
+        None,
+        choices=REDUCTIONS,
+        help="a token-space baseline instead of merging (with --k 1): the model reads the "
+        "first, last or most informative ceil(T/--reduction-k) prompt tokens",
+    )
+    reduction_k: int = option(1, help="the K whose input budget the reduction matches")
     pretrain_k_warmup_steps: int | None = option(
         None,
         help="pre-training steps at each smaller K (2, 4, ... below --k) first (default: a "
@@ -73,6 +80,18 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_dtype(self.dtype)
+        if self.reduction is not None:
+            if self.reduction not in REDUCTIONS:
+                raise KTMError(
+                    f"reduction must be one of {', '.join(REDUCTIONS)}, got {self.reduction!r}"
+                )
+            if self.ktm.k != 1:
+                raise KTMError(
+                    f"a token reduction reads tokens as they are: k must be 1, not {self.ktm.k}"
+                )
+        r = self.reduction_k
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise KTMError(f"reduction_k must be an integer >= 1, got {r!r}")
         if not (self.pretrain_lr > 0 and math.isfinite(self.pretrain_lr)):
             raise KTMError(f"pretrain_lr must be a positive number, got {self.pretrain_lr!r}")
         steps = self.pretrain_steps
@@ -98,7 +117,7 @@ class RunConfig:
     @property
     def _has_mlp_merger(self) -> bool:
         k = self.ktm
-        return k.k > 1 and k.merger == "mlp" and k.reduction is None
+        return k.k > 1 and k.merger == "mlp" and self.reduction is None
 
     @property
     def pretraining_applies(self) -> bool:

@@ -51,6 +51,11 @@ def run_from_dict(cls, d: dict, **parts: type):
     nested dataclasses named in ``parts`` are rebuilt, the rest passed as they are."""
     d = dict(d)
     d.pop(COMMAND_KEY, None)  # which command wrote it: checked by RunFolder.read_config
+    ktm = dict(d["ktm"])
+    if "reduction" in ktm and "reduction" in {f.name for f in dataclasses.fields(cls)}:
+        # before ktm 0.1.1 a token-reduction baseline was part of the model's config
+        d["reduction"], d["reduction_k"] = ktm.pop("reduction"), ktm.pop("reduction_k", 1)
+        d["ktm"] = ktm
     nested = {
         name: dataclass_from_dict(t, d.pop(name), f"{name} config") for name, t in parts.items()
     }

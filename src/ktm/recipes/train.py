@@ -16,6 +16,7 @@ from ..errors import KTMError
 from ..model import KTMModel
 from ..tasks import get_task
 from ..training import train
+from .baselines import reduce_stages
 from .curriculum import run_curriculum
 from .data import context_limit, first_n, load_stages
 from .evaluate import evaluate_task
@@ -55,13 +56,16 @@ def run_training(
     run.check(cfg, resume)
     # Build the model and read the data before writing anything: bad input leaves no folder.
     model, teacher = _build_models(cfg)
-    stages, data_info = load_stages(cfg.data, model.tokenizer, context_limit(model))
+    budget_k = cfg.reduction_k if cfg.reduction else None
+    stages, data_info = load_stages(cfg.data, model.tokenizer, context_limit(model, budget_k))
     if len(stages) > 1 and not cfg.curriculum:
         raise KTMError("several stages need curriculum training (--curriculum)")
     if cfg.pretrain_text:
         from .pretrain_text import read_texts
 
         read_texts(cfg.pretrain_text)  # a missing or unreadable file fails here, not mid-run
+    if cfg.reduction:  # a token-budget baseline: the model reads the kept tokens only
+        stages = reduce_stages(model, stages, cfg.reduction, cfg.reduction_k)
     state = run.start(cfg, resume)
     phase = pretrain_phase_state(cfg, run, resume)
     if phase == "to run":  # the phase builds its own model: hold one base model at a time

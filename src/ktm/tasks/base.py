@@ -20,9 +20,15 @@ class LabeledExample:
     suffix: str | None = None
     source: str | None = None  # "file:line" of the row it came from, for error messages
     input_text: str | None = None  # what an edit starts from (the copy-the-input baseline)
+    prompt_ids: tuple[int, ...] | None = None  # token ids a prompt transform chose
+
+    @property
+    def model_prompt(self) -> str | tuple[int, ...]:
+        """What the model reads as the prompt: its token ids if given, else the text."""
+        return self.prompt_ids if self.prompt_ids is not None else self.prompt
 
     def to_example(self) -> Example:
-        return Example(self.prompt, self.label, self.suffix)
+        return Example(self.prompt, self.label, self.suffix, self.prompt_ids)
 
 
 @dataclass

@@ -66,7 +66,8 @@ def tokenize_examples(model: TrainableModel, examples: Sequence[Example]) -> _To
         raise KTMError("no training examples")
     has_suffix = any(e.suffix for e in examples)
     prompts, suffixes = model.encode_prompts(
-        [e.prompt for e in examples], [e.suffix or "" for e in examples] if has_suffix else None
+        [e.model_prompt for e in examples],
+        [e.suffix or "" for e in examples] if has_suffix else None,
     )
     return _Tokenized(prompts, suffixes, model.encode_answers([e.answer for e in examples]))
 

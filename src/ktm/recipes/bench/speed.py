@@ -51,7 +51,7 @@ def time_first_token(
     suffix_ids: list[list[int]] | None = None,
     keep: bool = False,
 ) -> PrefillTiming:
-    """Compress (embed + merge, or a token reduction), run the decoder with a cache, pick the
+    """Compress (embed + merge), run the decoder with a cache, pick the
     first token. ``keep`` returns the prefilled state so decoding can go on from it."""
     model.eval()
     t0 = time.perf_counter()

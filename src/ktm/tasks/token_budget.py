@@ -1,0 +1,91 @@
+"""Token-space baselines at the budget of K-token merging, as prompt transforms: each keeps
+⌈T/K⌉ of a prompt's T tokens and hands the kept tokens to the model as its prompt.
+
+- ``first``: the first ⌈T/K⌉ tokens (the end truncated);
+- ``last``: the last ⌈T/K⌉ tokens (the start truncated);
+- ``prune``: the ⌈T/K⌉ most informative tokens, in order, scored by their self-information
+  −log p(t_i | t_<i) under the base model (Selective Context, Li et al. 2023, at token
+  granularity; the first token has no context and is always kept).
+
+A reduced prompt is read uncompressed (K = 1), so every baseline reads exactly as many prompt
+positions as K-token merging does; the raw suffix is never reduced. The model knows nothing
+of this: the transform runs on the examples before training and evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..config import REDUCTIONS
+from ..errors import KTMError
+from ..packing import merged_length
+from .base import LabeledExample
+
+Scores = Callable[[Sequence[Sequence[int]]], list[torch.Tensor]]
+
+
+def reduce_ids(
+    prompt_ids: Sequence[Sequence[int]], how: str, k: int, scores: Scores | None = None
+) -> list[list[int]]:
+    """Each prompt cut to ⌈T/k⌉ tokens the ``how`` way.
+
+    ``scores`` (needed for ``prune``) maps prompts to per-token scores, (T,) each.
+    """
+    if how == "first":
+        return [list(p[: merged_length(len(p), k)]) for p in prompt_ids]
+    if how == "last":
+        return [list(p[len(p) - merged_length(len(p), k) :]) for p in prompt_ids]
+    if how != "prune":
+        raise KTMError(f"unknown token reduction {how!r}; choose one of {', '.join(REDUCTIONS)}")
+    if scores is None:
+        raise KTMError("prune needs token scores (the base model's self-information)")
+    out = []
+    for p, s in zip(prompt_ids, scores(prompt_ids)):
+        keep = torch.topk(s, merged_length(len(p), k)).indices.sort().values.tolist()
+        out.append([p[i] for i in keep])
+    return out
+
+
+def reduce_examples(
+    examples: Sequence[LabeledExample],
+    how: str,
+    k: int,
+    tokenize: Callable[[list[str]], list[list[int]]],
+    scores: Scores | None = None,
+) -> list[LabeledExample]:
+    """The examples with their prompts replaced by the kept tokens (``prompt_ids``); the
+    prompt text stays for reports. ``tokenize`` gives the ids the model would read."""
+    ids = tokenize([e.prompt for e in examples])
+    kept = reduce_ids(ids, how, k, scores)
+    return [dataclasses.replace(e, prompt_ids=tuple(p)) for e, p in zip(examples, kept)]
+
+
+@torch.no_grad()
+def self_information(
+    causal_lm: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], batch_size: int = 8
+) -> list[torch.Tensor]:
+    """−log p(t_i | t_<i) of every token, (T,) per prompt; +inf for the first token.
+
+    Prompts run one batch at a time, right-padded (causal attention makes padding harmless).
+    """
+    device = causal_lm.get_input_embeddings().weight.device
+    out: list[torch.Tensor] = []
+    for start in range(0, len(prompt_ids), batch_size):
+        chunk = [list(p) for p in prompt_ids[start : start + batch_size]]
+        width = max(map(len, chunk))
+        ids = torch.zeros(len(chunk), width, dtype=torch.long, device=device)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(chunk):
+            ids[i, : len(p)] = torch.tensor(p, device=device)
+            mask[i, : len(p)] = 1
+        logits = causal_lm(input_ids=ids, attention_mask=mask).logits.float()
+        logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+        for i, p in enumerate(chunk):
+            info = torch.full((len(p),), math.inf)
+            info[1:] = -logp[i, : len(p) - 1].cpu()
+            out.append(info)
+    return out
