@@ -106,3 +106,24 @@ def _llama(tokenizer, hidden: int, heads: int, kv_heads: int):
             pad_token_id=tokenizer.pad_token_id,
         )
     )
+
+
+@pytest.fixture
+def train_on_trees(tiny_model_dir, tmp_path):
+    """`ktm train` with the tiny model on a few generated `small` trees:
+    ``train_on_trees("--k", "4", "--steps", "2")`` → the run folder (the data: ``.data``)."""
+    from ktm.cli import main
+
+    data = tmp_path / "trees"
+    assert main(["data", "tree", "--train-trees", "16", "--test-trees", "2",
+                 "--out", str(data)]) == 0  # fmt: skip
+
+    def run(*options: str, out: str = "run") -> Path:
+        folder = tmp_path / out
+        assert main(["train", "--model", str(tiny_model_dir), "--data", str(data),
+                     "--batch-size", "2", "--no-progress", "--out", str(folder),
+                     *options]) == 0  # fmt: skip
+        return folder
+
+    run.data = data
+    return run

@@ -81,21 +81,15 @@ def test_prune_scores_with_the_base_model_not_the_adapter(make_model, tiny_base)
     assert list(kept.prompt_ids) == expected
 
 
-def test_a_baseline_run_saves_its_transform_in_the_run_not_the_model(tiny_model_dir, tmp_path):
+def test_a_baseline_run_saves_its_transform_in_the_run_not_the_model(train_on_trees):
     from ktm.cli import main
 
-    data = tmp_path / "d"
-    assert main(["data", "tree", "--train-trees", "12", "--test-trees", "2", "--out",
-                 str(data)]) == 0  # fmt: skip
-    out = tmp_path / "r"
-    assert main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "1",
-                 "--reduction", "first", "--reduction-k", "4", "--steps", "2",
-                 "--batch-size", "2", "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+    out = train_on_trees("--k", "1", "--reduction", "first", "--reduction-k", "4", "--steps", "2")
     saved = json.loads((out / "config.json").read_text())
     assert saved["reduction"] == "first" and "reduction" not in saved["ktm"]
     model_cfg = json.loads((out / "model" / "ktm_config.json").read_text())["config"]
     assert "reduction" not in model_cfg
-    assert main(["eval", str(out), "--data", str(data)]) == 0  # re-applies the run's transform
+    assert main(["eval", str(out), "--data", str(train_on_trees.data)]) == 0  # re-applies it
 
 
 def test_a_k4_reduction_is_refused(capsys):

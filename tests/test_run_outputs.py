@@ -19,16 +19,10 @@ def _commit(i: int) -> dict:
     return {"old_contents": old, "subject": f"bump {i}", "new_contents": old.replace("= 1", "= 2")}
 
 
-def test_metrics_time_covers_pretraining_and_evaluation(tiny_model_dir, tmp_path):
+def test_metrics_time_covers_pretraining_and_evaluation(train_on_trees):
     """metrics.json's wall time is the whole run: the pre-training phase (its warm-up in),
     loading, training and the final evaluation, each also stated apart."""
-    data = tmp_path / "data"
-    assert main(["data", "tree", "--train-trees", "20", "--test-trees", "3", "--out",
-                 str(data)]) == 0  # fmt: skip
-    out = tmp_path / "run"
-    assert main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
-                 "--steps", "3", "--pretrain-steps", "3", "--batch-size", "4",
-                 "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+    out = train_on_trees("--k", "4", "--steps", "3", "--pretrain-steps", "3")
     m = json.loads((out / "metrics.json").read_text())
     seconds = m["seconds"]
     assert set(seconds) == {"pretrain", "setup", "train", "final_eval"}
