@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[1]
 README_LIMIT_S = 60
 
@@ -40,6 +38,7 @@ def _bash(page: str, start: str, cwd: Path) -> tuple[subprocess.CompletedProcess
     return proc, time.monotonic() - t0
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs_alone(tmp_path):
     (code,) = _blocks("README.md", "python")
     seconds = _python(code, tmp_path)
@@ -47,6 +46,7 @@ def test_readme_python_example_runs_alone(tmp_path):
     assert seconds < README_LIMIT_S, f"the README's Python example took {seconds:.0f} s"
 
 
+@pytest.mark.slow
 def test_readme_cli_example_runs(tmp_path):
     proc, seconds = _bash("README.md", "ktm data", tmp_path)
     assert "balanced acc" in proc.stdout and '"tokens_in": 26' in proc.stdout
@@ -54,14 +54,32 @@ def test_readme_cli_example_runs(tmp_path):
     assert seconds < README_LIMIT_S, f"the README's CLI example took {seconds:.0f} s"
 
 
+@pytest.mark.slow
 def test_quickstart_python_example_runs_alone(tmp_path):
     (code,) = _blocks("docs/quickstart.md", "python")
     _python(code, tmp_path)
     assert (tmp_path / "out" / "run" / "model" / "merger.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_own_data_examples_run(tmp_path):
     proc, _ = _bash("docs/own-data.md", "cat > reviews.csv", tmp_path)
     assert (tmp_path / "runs" / "own" / "model" / "ktm_config.json").is_file()
     assert (tmp_path / "runs" / "own-bench" / "pareto.png").is_file()
     assert "| prune4 |" in proc.stdout
+
+
+def test_readme_demo_table_is_what_the_demo_printed():
+    """The README's demo table is the table `make demo`'s bench printed for the committed raw
+    results (docs/results/demo.json), formatted by the same code."""
+    import json
+
+    from ktm.recipes.bench.arms import CLASSIFICATION_COLUMNS, COST_COLUMNS
+    from ktm.recipes.report import format_table
+
+    rows = json.loads((ROOT / "docs" / "results" / "demo.json").read_text())["arms"]
+    table = format_table(rows, CLASSIFICATION_COLUMNS + COST_COLUMNS)
+    assert table in (ROOT / "README.md").read_text()
+    make = (ROOT / "Makefile").read_text()
+    demo = json.loads((ROOT / "docs" / "results" / "demo.json").read_text())["config"]
+    assert f"--steps {demo['train']['steps']}" in make and "--arms k4-fresh,k1,k4-mean" in make
