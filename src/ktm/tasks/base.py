@@ -63,7 +63,7 @@ class Task:
         return self
 
     def load(self, data, tokenizer) -> Splits:
-        """The train and test splits ``data`` (a :class:`ktm.runs.DataConfig`) names:
+        """The train and test splits ``data`` (a :class:`ktm.recipes.data.DataConfig`) names:
         ``<data_dir>/train.jsonl`` and ``test.jsonl`` in the ``prompt``/``label`` format."""
         if data.data_dir is None:
             raise KTMError(
