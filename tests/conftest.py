@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The tiny test models live in the temporary folder: let saved folders name them as their base
+os.environ.setdefault("KTM_MODEL_ROOTS", tempfile.gettempdir())
 
 SCRIPTS = Path(__file__).parent.parent / "scripts"
 

@@ -7,7 +7,7 @@ import pytest
 
 from ktm.cli import main
 from ktm.errors import KTMError
-from ktm.recipes.bench.arms import arm_config
+from ktm.recipes.bench.arm_spec import arm_config
 
 
 def test_arm_names():
@@ -79,7 +79,7 @@ def test_speed_benchmarks_write_json(tiny_model_dir, tmp_path):
 
 
 def test_baseline_arm_names():
-    from ktm.recipes.bench.arms import parse_arm
+    from ktm.recipes.bench.arm_spec import parse_arm
 
     assert parse_arm("first4").reduction == "first" and parse_arm("first4").budget_k == 4
     assert parse_arm("prune3").k == 1

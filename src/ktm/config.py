@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,10 @@ MERGER_NORMS = ("none", "token")
 POSITIONS = ("compact", "spread")
 REDUCTIONS = ("first", "last", "prune")  # token-space baselines, see ktm.tasks.token_budget
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
+# Ranges beyond which a value is a typo or an attack: a model folder's config is checked
+# against them before anything is allocated.
+LIMITS = (("k", 1, 1024), ("merger_context", 0, 4096), ("lora_r", 0, 4096))
+MAX_HIDDEN_FACTOR = 64.0
 
 
 def paper_hidden_factor(k: int) -> float:
@@ -75,8 +80,15 @@ class KTMConfig:
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise KTMError(f"k must be an integer >= 1, got {self.k!r}")
+        for name, low, high in LIMITS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise KTMError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        for name in ("merger_hidden_factor", "lora_alpha", "lora_dropout"):
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not (number and math.isfinite(value)):
+                raise KTMError(f"{name} must be a finite number, got {value!r}")
         if self.merger not in MERGERS:
             raise KTMError(f"merger must be one of {', '.join(MERGERS)}, got {self.merger!r}")
         if self.merger_init not in MERGER_INITS:
@@ -88,8 +100,6 @@ class KTMConfig:
                 f"merger_norm must be one of {', '.join(MERGER_NORMS)}, got {self.merger_norm!r}"
             )
         c = self.merger_context
-        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
-            raise KTMError(f"merger_context must be an integer >= 0, got {c!r}")
         if c and (self.merger != "mlp" or self.k == 1):
             raise KTMError(
                 f"merger_context={c} needs the MLP merger at K > 1 (got merger={self.merger!r}, "
@@ -99,10 +109,9 @@ class KTMConfig:
             raise KTMError(
                 f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}"
             )
-        if self.merger_hidden_factor is not None and not self.merger_hidden_factor > 0:
-            raise KTMError(f"merger_hidden_factor must be > 0, got {self.merger_hidden_factor!r}")
-        if not isinstance(self.lora_r, int) or self.lora_r < 0:
-            raise KTMError(f"lora_r must be an integer >= 0 (0 disables LoRA), got {self.lora_r!r}")
+        f = self.merger_hidden_factor
+        if f is not None and not 0 < f <= MAX_HIDDEN_FACTOR:
+            raise KTMError(f"merger_hidden_factor must be in (0, {MAX_HIDDEN_FACTOR}], got {f!r}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise KTMError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         if self.lora_alpha <= 0:

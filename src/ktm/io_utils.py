@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -83,3 +84,32 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise KTMError(f"{what} {path} is not valid JSON ({e}); fix or delete it") from None
+    except RecursionError:
+        raise KTMError(f"{what} {path} is nested too deeply to be a ktm file") from None
+
+
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def disk_trouble(error: BaseException, folder: str | os.PathLike) -> str | None:
+    """Why writing to ``folder`` failed, if it is the disk's fault: full, or not writable;
+    ``None`` for any other error. Libraries that write through their own streams (torch,
+    safetensors) report a full disk in their own words, so the folder is checked too."""
+    number = getattr(error, "errno", None)
+    if number in DISK_FULL:
+        return "the disk is full"
+    if number in NOT_WRITABLE:
+        return "the folder is not writable (read-only file system or no permission)"
+    if isinstance(error, OSError | RuntimeError):
+        folder = Path(folder)
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            if shutil.disk_usage(folder).free < 64 * 2**20:
+                return "the disk is full"
+        except OSError:
+            return None
+        if not os.access(folder, os.W_OK):
+            return "the folder is not writable"
+    return None

@@ -30,6 +30,10 @@ class SamplingConfig:
             raise KTMError(f"top_k must be >= 0 (0 disables it), got {self.top_k!r}")
         if not 0.0 < self.top_p <= 1.0:
             raise KTMError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        seed = self.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or not 0 <= seed < 2**63):  # fmt: skip
+            raise KTMError(f"seed must be an integer in [0, 2**63), got {seed!r}")
 
 
 def choose_next(

@@ -37,6 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KTMError as e:
         print(f"ktm: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:
+        from ..io_utils import disk_trouble
+
+        where = e.filename or values.get("out") or "."
+        why = disk_trouble(e, where)
+        if why is None:
+            raise
+        print(f"ktm: error: could not write {where}: {why}; make room (or choose another "
+              f"--out), then continue with --resume", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     except KeyboardInterrupt:
         if command is not None and command.words in (("train",), ("pretrain",)):
             name = command.words[0]

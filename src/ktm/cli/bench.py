@@ -171,7 +171,7 @@ def serve_load(values: dict) -> int:
 
     args = build(ServeBenchOptions, values)
     if args.checkpoint:
-        model = KTMModel.from_pretrained(model_folder(args.checkpoint))
+        model = KTMModel.from_pretrained(model_folder(args.checkpoint), base_model=args.base_model)
     else:
         torch.manual_seed(0)
         model = KTMModel.from_base(args.model, KTMConfig(k=args.k))

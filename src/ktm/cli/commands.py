@@ -135,7 +135,9 @@ def evaluate(values: dict) -> int:
     from ..recipes.report import format_table, metric_columns
 
     o, data = build(EvalOptions, values), build(DataConfig, values)
-    metrics, kind = evaluate_checkpoint(o.checkpoint, data, o.split, o.limit, o.eval_batch_size)
+    metrics, kind = evaluate_checkpoint(
+        o.checkpoint, data, o.split, o.limit, o.eval_batch_size, o.base_model
+    )
     print(format_table([metrics], metric_columns(kind)))
     if o.out:
         from ..io_utils import write_json_atomic
@@ -155,7 +157,7 @@ def generate(values: dict) -> int:
         raise KTMError(
             f"give one --suffix per --prompt ({len(o.prompt)} prompts, {len(o.suffix)} suffixes)"
         )
-    model = KTMModel.from_pretrained(model_folder(o.checkpoint))
+    model = KTMModel.from_pretrained(model_folder(o.checkpoint), base_model=o.base_model)
     batch = model.compress(o.prompt, o.suffix)
     ids = model.generate_ids(batch, sampling)
     texts = model.tokenizer.batch_decode(ids, skip_special_tokens=True)
@@ -176,7 +178,7 @@ def export(values: dict) -> int:
     from ..recipes.export import export_merged
 
     o = build(ExportOptions, values)
-    out = export_merged(o.checkpoint, o.out, dtype=getattr(torch, o.dtype))
+    out = export_merged(o.checkpoint, o.out, dtype=getattr(torch, o.dtype), base_model=o.base_model)
     print(f"ktm: exported to {out} (serve it: vllm serve {out} --enable-prompt-embeds)")
     return 0
 
@@ -194,7 +196,9 @@ def serve(values: dict) -> int:
     except ImportError:
         raise KTMError("ktm serve needs fastapi and uvicorn: pip install 'ktm[serve]'") from None
     o, cfg = build(ServeOptions, values), build(ServeConfig, values)
-    model = KTMModel.from_pretrained(model_folder(o.checkpoint), dtype=getattr(torch, o.dtype))
+    model = KTMModel.from_pretrained(
+        model_folder(o.checkpoint), base_model=o.base_model, dtype=getattr(torch, o.dtype)
+    )
     print(f"ktm: serving {o.checkpoint} as {cfg.model_name!r} on http://{o.host}:{o.port}")
     uvicorn.run(create_app(model, cfg), host=o.host, port=o.port, log_level="warning")
     return 0

@@ -12,6 +12,15 @@ from ..model import DEFAULT_MODEL
 OUT_HELP = "run folder (config, checkpoints, logs, metrics, model)"
 
 
+def _base_model() -> object:
+    return option(
+        None,
+        help="the base model to load the saved adapter on (default: the one the folder names, "
+        "if ktm trusts it: the bundled model, a cached hub model, or a folder under the "
+        "current one, $KTM_CACHE_DIR or $KTM_MODEL_ROOTS)",
+    )
+
+
 def _checkpoint() -> object:
     return option(
         MISSING, help="a saved model folder, or a run folder (its model/)", positional=True
@@ -45,6 +54,7 @@ class BenchArms:
 @dataclass(kw_only=True)
 class EvalOptions:
     checkpoint: str = _checkpoint()
+    base_model: str | None = _base_model()
     split: str = option("test", choices=("train", "test"), help="the split to evaluate")
     limit: int | None = option(None, help="evaluate the first N examples only")
     eval_batch_size: int = option(32, help="examples per evaluation batch")
@@ -54,6 +64,7 @@ class EvalOptions:
 @dataclass(kw_only=True)
 class GenerateOptions:
     checkpoint: str = _checkpoint()
+    base_model: str | None = _base_model()
     prompt: list[str] = option(MISSING, repeat=True, help="text to compress (repeatable)")
     suffix: list[str] | None = option(
         None, repeat=True, help="uncompressed text after each prompt (once per --prompt)"
@@ -64,6 +75,7 @@ class GenerateOptions:
 @dataclass(kw_only=True)
 class ExportOptions:
     checkpoint: str = _checkpoint()
+    base_model: str | None = _base_model()
     format: str = option("vllm", choices=("vllm",), help="the engine to export for")
     out: str = option(MISSING, help="new folder for the exported model")
     dtype: str = option("float32", choices=DTYPES, help="dtype of the exported weights")
@@ -72,6 +84,7 @@ class ExportOptions:
 @dataclass(kw_only=True)
 class ServeOptions:
     checkpoint: str = _checkpoint()
+    base_model: str | None = _base_model()
     host: str = option("127.0.0.1", help="bind address (default: loopback only)")
     port: int = option(8000, help="TCP port")
     dtype: str = option("float32", choices=DTYPES, help="dtype of the base weights")
@@ -131,6 +144,7 @@ class ServeBenchOptions:
         None, positional=True, help="a saved model (default: a fresh --k model on --model)"
     )
     model: str = option(DEFAULT_MODEL, help="base causal LM (without a checkpoint)")
+    base_model: str | None = _base_model()
     k: int = option(4, help="K of the fresh model (without a checkpoint)")
     requests: int = option(64, help="requests sent")
     clients: int = option(32, help="concurrent clients")

@@ -17,9 +17,10 @@ from .. import __version__
 from ..config import KTMConfig
 from ..errors import KTMError
 from ..io_utils import atomic_dir, read_json, write_json_atomic
-from ..merger import build_merger, widen_context
+from ..merger import build_merger, expected_shapes, widen_context
 from .base_models import load_base
 from .lm_utils import quiet_peft
+from .trust import check_links, check_saved_base
 
 CONFIG_NAME = "ktm_config.json"
 MERGER_NAME = "merger.safetensors"
@@ -80,6 +81,40 @@ def read_saved_config(path: Path) -> dict:
     return meta
 
 
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+
+
+def check_merger_file(file: Path, config: KTMConfig, hidden_size: int) -> None:
+    """The weights in ``file`` must be the ones ``config`` implies — names, shapes, float
+    dtypes — checked from the file's header before anything is built or read."""
+    from safetensors import SafetensorError, safe_open
+
+    if not file.is_file():
+        raise KTMError(f"merger weights missing: {file}")
+    want = expected_shapes(config, hidden_size)
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            have = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype())
+                    for k in f.keys()}  # fmt: skip
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise KTMError(f"merger weights {file} are unreadable or corrupt: {e}") from None
+    if set(have) != set(want):
+        raise KTMError(
+            f"merger weights {file} hold {sorted(have)[:4]} but the config implies "
+            f"{sorted(want)[:4]}; the folder's ktm_config.json and merger do not match"
+        )
+    for name, (shape, dtype) in have.items():
+        if shape != want[name]:
+            raise KTMError(
+                f"merger weight {name} in {file} has shape {shape}, but k={config.k}, "
+                f"merger_hidden_factor={config.hidden_factor}, merger_context="
+                f"{config.merger_context} and hidden_size {hidden_size} imply {want[name]}; "
+                f"the folder's ktm_config.json and merger do not match"
+            )
+        if dtype not in FLOAT_DTYPES:
+            raise KTMError(f"merger weight {name} in {file} is {dtype}, not a float type")
+
+
 def load_merger(merger: nn.Module, file: Path, adapt: Callable | None = None) -> None:
     """Load ``file`` into ``merger`` strictly, after ``adapt(state, merger)`` if given."""
     from safetensors import SafetensorError
@@ -93,6 +128,9 @@ def load_merger(merger: nn.Module, file: Path, adapt: Callable | None = None) ->
         raise KTMError(f"merger weights {file} are unreadable or corrupt: {e}") from None
     if adapt is not None:
         state = adapt(state, merger)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise KTMError(f"merger weights {file} hold non-finite values (NaN or inf) in {bad[0]}")
     try:
         merger.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -113,6 +151,19 @@ def load_lora_weights(lm: nn.Module, file: Path) -> None:
     result = set_peft_model_state_dict(lm, state)
     if result.unexpected_keys:
         raise KTMError(f"adapter {file} does not fit this model: {result.unexpected_keys[:2]}")
+
+
+def _check_adapter_config(adapter: Path, config: KTMConfig) -> None:
+    """The saved adapter must be the LoRA ``config`` describes (rank), or absent without one."""
+    if config.lora_r == 0:
+        return
+    saved = read_json(adapter / "adapter_config.json", "adapter config")
+    r = saved.get("r") if isinstance(saved, dict) else None
+    if r != config.lora_r:
+        raise KTMError(
+            f"{adapter}/adapter_config.json has LoRA rank {r!r} but ktm_config.json says "
+            f"lora_r={config.lora_r}; the folder's parts do not match"
+        )
 
 
 class ArtifactsMixin:
@@ -167,16 +218,24 @@ class ArtifactsMixin:
         causal_lm: nn.Module | None = None,
         tokenizer=None,
     ) -> Self:
-        """Load a saved model folder. ``base_model`` overrides the saved base (same shape only).
+        """Load a saved model folder. ``base_model`` overrides the saved base (same shape only)
+        and approves it; the saved one is used only if :mod:`ktm.model.trust` allows.
 
         ``causal_lm``/``tokenizer`` pass an already-loaded base model instead of a name.
         """
         path = Path(path)
         if not path.is_dir():
             raise KTMError(f"checkpoint folder not found: {path}")
+        check_links(path)
         meta = read_saved_config(path)
         config = KTMConfig.from_dict(meta["config"])
         name = base_model or meta["base_model"]
+        if causal_lm is None and base_model is None:
+            check_saved_base(name, path)
+        saved_d = meta.get("base_model_info", {}).get("hidden_size")
+        if isinstance(saved_d, int) and not isinstance(saved_d, bool):  # before loading anything
+            check_merger_file(path / MERGER_NAME, config, saved_d)
+        _check_adapter_config(path / ADAPTER_DIR, config)
         if causal_lm is None:
             causal_lm, tokenizer = load_base(name, dtype)
         elif tokenizer.pad_token_id is None:
@@ -190,13 +249,12 @@ class ArtifactsMixin:
             from peft import PeftModel
 
             adapter = path / ADAPTER_DIR
-            if not (adapter / "adapter_config.json").is_file():
-                raise KTMError(f"adapter missing: {adapter}/adapter_config.json")
             try:
                 with quiet_peft():
                     lm = PeftModel.from_pretrained(causal_lm, str(adapter), is_trainable=trainable)
             except Exception as e:  # peft raises many types for a broken adapter
                 raise KTMError(f"could not load adapter {adapter}: {e}") from None
+        check_merger_file(path / MERGER_NAME, config, actual["hidden_size"])
         merger = build_merger(config, actual["hidden_size"])
         load_merger(merger, path / MERGER_NAME)
         merger.requires_grad_(trainable)

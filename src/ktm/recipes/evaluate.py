@@ -170,6 +170,7 @@ def evaluate_checkpoint(
     split: str = "test",
     limit: int | None = None,
     batch_size: int = 32,
+    base_model: str | None = None,
 ) -> tuple[dict, str]:
     """``ktm eval``: the saved model at ``path`` (or a run folder's) on a split of the data
     ``data`` (a :class:`ktm.recipes.data.DataConfig`) names. Returns (metrics, task kind)."""
@@ -179,7 +180,7 @@ def evaluate_checkpoint(
 
     task = get_task(data.task).with_data(data)
     folder = model_folder(path)
-    model = KTMModel.from_pretrained(folder)
+    model = KTMModel.from_pretrained(folder, base_model=base_model)
     how, budget_k = _run_reduction(path)
     stages, data_info = load_stages(data, model.tokenizer, context_limit(model, budget_k))
     if how:  # a token-budget baseline's run: its model reads the kept tokens only

@@ -17,8 +17,9 @@ from torch import nn
 from ..errors import KTMError
 from ..io_utils import atomic_dir, write_json_atomic
 from ..model import CONFIG_NAME, MERGER_NAME, KTMModel
-from ..model.artifacts import load_merger
+from ..model.artifacts import check_merger_file, load_merger
 from ..model.lm_utils import quiet_peft
+from ..model.trust import check_links
 from .start import model_folder
 
 KTM_SUBDIR = "ktm"
@@ -53,14 +54,18 @@ def merged_causal_lm(model: KTMModel) -> nn.Module:
 
 
 def export_merged(
-    checkpoint: str | Path, out: str | Path, dtype: torch.dtype | None = None
+    checkpoint: str | Path,
+    out: str | Path,
+    dtype: torch.dtype | None = None,
+    base_model: str | None = None,
 ) -> Path:
-    """Write ``out/`` (merged model + tokenizer) and ``out/ktm/`` (merger + ktm config)."""
+    """Write ``out/`` (merged model + tokenizer) and ``out/ktm/`` (merger + ktm config);
+    ``base_model`` approves the base to merge into (see :mod:`ktm.model.trust`)."""
     src = model_folder(checkpoint)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise KTMError(f"{out} exists and is not empty; choose a new folder")
-    model = KTMModel.from_pretrained(src, dtype=dtype)
+    model = KTMModel.from_pretrained(src, base_model=base_model, dtype=dtype)
     lm = merged_causal_lm(model)
     with atomic_dir(out) as tmp:
         lm.save_pretrained(str(tmp), safe_serialization=True)
@@ -83,13 +88,25 @@ def load_exported(folder: str | Path, dtype: torch.dtype | None = None) -> KTMMo
     from ..io_utils import read_json
 
     folder = Path(folder)
+    check_links(folder)
     meta_file = folder / KTM_SUBDIR / CONFIG_NAME
     if not meta_file.is_file():
         raise KTMError(f"{folder} is not a ktm export (no {KTM_SUBDIR}/{CONFIG_NAME})")
     meta = read_json(meta_file, "ktm config")
     config = KTMConfig.from_dict({**meta["config"], "lora_r": 0})
+    check_merger_file(folder / KTM_SUBDIR / MERGER_NAME, config, lm_hidden_size(folder))
     lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = KTMModel.from_model(lm, tokenizer, config, name=meta.get("base_model", "custom"))
     load_merger(model.merger, folder / KTM_SUBDIR / MERGER_NAME)
     return model
+
+
+def lm_hidden_size(folder: Path) -> int:
+    """The hidden size an exported model folder's config states (read before loading it)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(folder).get_text_config().hidden_size
+    except (OSError, ValueError, AttributeError) as e:
+        raise KTMError(f"{folder} has no readable model config: {e}") from None

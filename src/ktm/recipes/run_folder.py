@@ -20,6 +20,7 @@ from ..distributed import process_state
 from ..errors import KTMError
 from ..io_utils import read_json, write_json_atomic
 from ..training import TrainConfig
+from .run_lock import RunLock
 
 RUN_CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -79,6 +80,7 @@ class RunFolder:
         self.path = Path(path)
         self.command = command
         self.started = time.perf_counter()
+        self.lock = RunLock(self.path, command)
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r}, {self.command!r})"
@@ -151,6 +153,8 @@ class RunFolder:
         state = process_state()
         state.wait_for_everyone()
         if state.is_main_process:
+            self.lock.acquire()  # one writer at a time: a second one is refused here
+            self.check(config, resume)  # what the first writer may have written meanwhile
             self.path.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.config_file, {COMMAND_KEY: self.command, **config.to_dict()})
         state.wait_for_everyone()
@@ -164,6 +168,7 @@ class RunFolder:
         state = process_state()
         if state.is_main_process:
             write_json_atomic(self.metrics_file, metrics)
+            self.lock.release()
         state.wait_for_everyone()
         return metrics
 

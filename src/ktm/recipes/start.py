@@ -41,6 +41,7 @@ def init_from(model: KTMModel, path: str | Path, lora_only: bool = False) -> Non
 def load_teacher(path: str, student: KTMModel, dtype) -> KTMModel:
     """A frozen teacher for distillation; it must share the student's base model shape."""
     folder = model_folder(path)
-    teacher = KTMModel.from_pretrained(folder, dtype=dtype)
+    # the teacher must share the student's base: load it on that (the user chose it)
+    teacher = KTMModel.from_pretrained(folder, base_model=student.base_model, dtype=dtype)
     check_base(folder, base_info(teacher.causal_lm), base_info(student.causal_lm), "the student")
     return teacher

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import string
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,17 @@ def file_format(path: Path, fmt: str | None = None) -> str:
     raise KTMError(f"cannot tell the format of {path} from its name; pass --data-format jsonl|csv")
 
 
+def _no_field_limit() -> None:
+    """Let the csv module read fields of any length (its default stops at 131,072 chars)."""
+    limit = sys.maxsize
+    while True:  # the largest value this platform's C long holds
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 2
+
+
 def iter_records(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, dict | str]]:
     """(line number, record) pairs; a record that does not parse comes as an error string."""
     path = Path(path)
@@ -81,6 +93,7 @@ def iter_records(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise KTMError(f"{path}:{line}: not UTF-8 ({e.reason}); save the file as UTF-8") from None
+    _no_field_limit()  # a long field is cut or dropped by the run's limits, not by the reader
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames:
         raise KTMError(f"{path}: the CSV file has no header row")

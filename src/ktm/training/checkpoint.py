@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import KTMError
-from ..io_utils import atomic_dir, read_json, write_json_atomic
+from ..io_utils import atomic_dir, disk_trouble, read_json, write_json_atomic
 
 WEIGHTS = "trainable.safetensors"
 OPTIMIZER = "optimizer.pt"
@@ -36,16 +36,44 @@ def save_checkpoint(
     state: dict,
     keep: int,
 ) -> Path:
-    from safetensors.torch import save_file
-
     target = folder / f"step-{step:06d}"
-    with atomic_dir(target) as tmp:
-        save_file(trainable_state(model), str(tmp / WEIGHTS))
-        torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
-        write_json_atomic(tmp / STATE, {"step": step, **state})
+    try:
+        with atomic_dir(target) as tmp:
+            save_file(trainable_state(model), str(tmp / WEIGHTS))
+            torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
+            write_json_atomic(tmp / STATE, {"step": step, **state})
+    except Exception as e:  # torch and safetensors report a full disk in their own words
+        why = disk_trouble(e, folder)
+        if why is None:
+            raise
+        newest = list_checkpoints(folder)
+        kept = (f"the newest complete checkpoint, {newest[-1].name}, is intact" if newest
+                else "no checkpoint was complete yet")  # fmt: skip
+        raise KTMError(
+            f"could not write checkpoint {target}: {why}; {kept}; make room, then continue "
+            f"with --resume"
+        ) from None
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def save_file(tensors: dict[str, torch.Tensor], path: str) -> None:
+    """safetensors' writer (a name of this module, so tests can make a disk fill up)."""
+    from safetensors.torch import save_file as write
+
+    write(tensors, path)
+
+
+def clean_partial(folder: Path) -> list[Path]:
+    """Remove checkpoint folders a killed process left half-written (``.step-*.tmp``);
+    returns what was removed."""
+    if not folder.is_dir():
+        return []
+    partial = [p for p in folder.iterdir() if p.name.startswith(".step-") and p.is_dir()]
+    for p in partial:
+        shutil.rmtree(p, ignore_errors=True)
+    return partial
 
 
 def list_checkpoints(folder: Path) -> list[Path]:

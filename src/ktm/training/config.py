@@ -11,6 +11,7 @@ from ..fields import option
 
 SCHEDULES = ("constant", "linear", "cosine")
 DEFAULT_LR = 1e-3
+MAX_SEED = 2**32  # torch seeds are 64-bit, and the trainer derives seed * 1_000_003 + step
 
 
 @dataclass
@@ -61,6 +62,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise KTMError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.seed >= MAX_SEED:
+            raise KTMError(f"seed must be below 2**32, got {self.seed}")
         if self.keep_checkpoints < 1:
             raise KTMError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints!r}")
         if self.batch_size % self.grad_accum:

@@ -14,7 +14,7 @@ import torch
 from ..distributed import make_accelerator
 from ..errors import KTMError
 from ..io_utils import write_json_atomic, write_text_atomic
-from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import clean_partial, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Example, SampleOrder
 from .protocol import TrainableModel
@@ -126,6 +126,7 @@ def train(
     start, result, earlier = 0, TrainResult(0), 0.0
     t0 = time.perf_counter()
     if resume:
+        clean_partial(ckpt_dir)  # a killed run's half-written checkpoint is never resumed
         found = list_checkpoints(ckpt_dir)
         if found:
             state = load_checkpoint(found[-1], model, optimizer)
