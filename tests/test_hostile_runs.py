@@ -49,11 +49,8 @@ def _train_cmd(model, data, out, *extra):
 
 
 @pytest.fixture
-def trees(tmp_path):
-    data = tmp_path / "trees"
-    assert main(["data", "tree", "--train-trees", "16", "--test-trees", "2", "--out",
-                 str(data)]) == 0  # fmt: skip
-    return data
+def trees(train_on_trees):
+    return train_on_trees.data  # a few generated `small` trees (see conftest)
 
 
 def test_two_trains_on_one_folder_one_is_refused(tiny_model_dir, trees, tmp_path):
