@@ -12,7 +12,8 @@ openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
 from ktm.recipes.bench.serve_load import _free_port  # noqa: E402
-from ktm.recipes.serve.app import ServeConfig, create_app  # noqa: E402
+from ktm.recipes.serve.app import create_app  # noqa: E402
+from ktm.recipes.serve.config import ServeConfig  # noqa: E402
 
 PROMPTS = [f"Tree: +A{c}\n++B{c}, Parent: A{c}, Answer: " for c in "ABCDEFGH"]
 

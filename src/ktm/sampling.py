@@ -51,6 +51,7 @@ def choose_next(
         cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
         # Drop a token when the tokens before it already cover top_p.
         drop = (cum - sorted_logits.softmax(dim=-1)) >= cfg.top_p
+        drop[..., 0] = False  # the most likely token always stays (top_p near 0 is greedy)
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

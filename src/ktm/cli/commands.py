@@ -188,11 +188,13 @@ def serve(values: dict) -> int:
     import torch
 
     from ..model import KTMModel
-    from ..recipes.serve.app import ServeConfig, create_app
+    from ..recipes.serve.config import ServeConfig
     from ..recipes.start import model_folder
 
     try:
         import uvicorn
+
+        from ..recipes.serve.app import create_app
     except ImportError:
         raise KTMError("ktm serve needs fastapi and uvicorn: pip install 'ktm[serve]'") from None
     o, cfg = build(ServeOptions, values), build(ServeConfig, values)

@@ -31,7 +31,7 @@ def commands() -> list[Command]:
     from ..recipes.data import DataConfig
     from ..recipes.pretrain import PretrainConfig
     from ..recipes.run_config import RunConfig
-    from ..recipes.serve.app import ServeConfig
+    from ..recipes.serve.config import ServeConfig
     from ..sampling import SamplingConfig
     from .bench import serve_load, speed, task_bench, train_speed
     from .commands import data_hub, data_tree, evaluate, export, generate, pretrain, serve, train

@@ -42,12 +42,13 @@ class GenerationMixin:
         self,
         batch: CompressedBatch,
         sampling: SamplingConfig | None = None,
-        on_step: Callable[[list[int]], None] | None = None,
+        on_step: Callable[[list[int]], bool | None] | None = None,
     ) -> list[list[int]]:
         """Generate from a compressed batch with a KV cache; stops each row at EOS.
 
         Returns the new token ids per row, without the EOS. ``on_step`` (for streaming) gets
-        each step's B new token ids as they are chosen (EOS again for finished rows).
+        each step's B new token ids as they are chosen (EOS again for finished rows); when it
+        returns ``False`` generation stops there (a server whose clients went away).
         """
         cfg = sampling or SamplingConfig()
         self._check_length(batch, cfg.max_new_tokens)
@@ -67,8 +68,8 @@ class GenerationMixin:
                     nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
                     done |= nxt == eos
                 out = torch.cat([out, nxt[:, None]], dim=1)
-                if on_step is not None:
-                    on_step(nxt.tolist())
+                if on_step is not None and on_step(nxt.tolist()) is False:
+                    break  # the caller needs no more tokens (its requests were cancelled)
                 if bool(done.all()):
                     break
                 mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)

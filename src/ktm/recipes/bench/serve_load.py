@@ -16,7 +16,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from ...model import KTMModel
-from ..serve.app import ServeConfig, create_app
+from ..serve.app import create_app
+from ..serve.config import ServeConfig
 
 
 def _free_port() -> int:

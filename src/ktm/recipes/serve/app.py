@@ -1,43 +1,32 @@
-"""The FastAPI app: /v1/completions, /v1/chat/completions (both streamable), /v1/models,
-/health. Errors are OpenAI-style bodies with a 4xx status; the server keeps serving."""
+"""The FastAPI app (the ``serve`` extra): /v1/completions, /v1/chat/completions (both
+streamable), /v1/models, /health. Errors are OpenAI-style bodies with a 4xx status; the server
+keeps serving. A request whose client leaves, or whose deadline passes, stops generating."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
 
-from ...fields import option
+from fastapi import Request
+
 from ...model import KTMModel
 from ...sampling import SamplingConfig
 from .batcher import Batcher, Job
+from .config import ServeConfig
+from .limits import BodyLimits
 from .protocol import ChatRequest, CompletionRequest, error_body
-
-
-@dataclass
-class ServeConfig:
-    """``ktm serve`` settings (``max_prompt_tokens``: longest prompt, before compression)."""
-
-    model_name: str = option("ktm", help="the model id clients ask for")
-    api_key: str | None = option(
-        None, help="require `Authorization: Bearer KEY` on the /v1/ routes"
-    )
-    max_prompt_tokens: int = option(
-        8192, help="longest prompt accepted, in tokens before compression"
-    )
-    max_batch: int = option(8, help="requests decoded together at most")
-    batch_wait_ms: float = option(10.0, help="how long a batch waits to fill, in ms")
-    max_body_bytes: int = option(4_000_000, help="largest request body accepted, in bytes")
+from .stops import first_stop, safe_length
 
 
 def create_app(model: KTMModel, config: ServeConfig | None = None):
     from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
 
     cfg = config or ServeConfig()
     model.eval()
@@ -66,9 +55,9 @@ def create_app(model: KTMModel, config: ServeConfig | None = None):
         size = request.headers.get("content-length")
         if size is not None and (not size.isdigit() or int(size) > cfg.max_body_bytes):
             return fail(413, f"request body over {cfg.max_body_bytes} bytes")
-        if cfg.api_key and request.url.path.startswith("/v1/"):
-            given = request.headers.get("authorization", "")
-            if not secrets.compare_digest(given, f"Bearer {cfg.api_key}"):
+        if cfg.api_key and request.url.path != "/health":  # every route but the health check
+            given = request.headers.get("authorization", "").encode("utf-8", "surrogateescape")
+            if not secrets.compare_digest(given, f"Bearer {cfg.api_key}".encode()):
                 return fail(401, "invalid or missing API key", "authentication_error")
         return await call_next(request)
 
@@ -114,8 +103,26 @@ def create_app(model: KTMModel, config: ServeConfig | None = None):
             )  # fmt: skip
         return Job(prompt_ids[0], suffix_ids[0], sampling_of(req)), None
 
-    async def respond(job: Job, req, chat: bool):
+    async def next_event(job: Job, request: Request, deadline: float):
+        """The job's next event; ``("gone", None)`` once its client has left or
+        ``("timeout", None)`` once its deadline passed — the job is cancelled then."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                job.cancel()
+                return "timeout", None
+            try:
+                return await asyncio.wait_for(job.events.get(), min(1.0, left))
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    job.cancel()
+                    return "gone", None
+
+    async def respond(job: Job, req, chat: bool, request: Request):
         await batcher.submit(job)
+        deadline = time.monotonic() + cfg.request_timeout_s
+        stops = req.stop or []
+        timed_out = f"request timed out after {cfg.request_timeout_s} s"
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
         obj = "chat.completion" if chat else "text_completion"
@@ -132,15 +139,25 @@ def create_app(model: KTMModel, config: ServeConfig | None = None):
         if not req.stream:
             ids, reason = [], "length"
             while True:
-                kind, value = await job.events.get()
+                kind, value = await next_event(job, request, deadline)
                 if kind == "token":
                     ids.append(value)
+                    if stops and first_stop(tok.decode(ids, skip_special_tokens=True), stops):
+                        job.cancel()
+                        reason = "stop"
+                        break
                 elif kind == "done":
                     reason = value
                     break
+                elif kind == "timeout":
+                    return fail(408, timed_out, "timeout_error")
+                elif kind == "gone":
+                    return Response(status_code=499)
                 else:
                     return fail(500, value, "server_error")
             text = tok.decode(ids, skip_special_tokens=True)
+            cut = first_stop(text, stops)
+            text = text if cut is None else text[:cut]
             choice = {"index": 0, "finish_reason": reason}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
@@ -169,39 +186,53 @@ def create_app(model: KTMModel, config: ServeConfig | None = None):
                 return f"data: {json.dumps(body)}\n\n"
 
             ids, shown = [], ""
-            if chat:
-                yield chunk(None, None, first=True)
-            while True:
-                kind, value = await job.events.get()
-                if kind == "token":
-                    ids.append(value)
-                    text = tok.decode(ids, skip_special_tokens=True)
-                    if text.endswith("\ufffd"):  # half a multi-byte character: wait
-                        continue
-                    delta, shown = text[len(shown) :], text
-                    if delta:
-                        yield chunk(delta, None)
-                elif kind == "done":
-                    text = tok.decode(ids, skip_special_tokens=True)
-                    if text[len(shown) :]:
-                        yield chunk(text[len(shown) :], None)
-                    yield chunk(None, value)
-                    break
-                else:
-                    err = error_body(value, "server_error")
-                    yield f"data: {json.dumps(err)}\n\n"
-                    break
-            yield "data: [DONE]\n\n"
+            try:
+                if chat:
+                    yield chunk(None, None, first=True)
+                while True:
+                    kind, value = await next_event(job, request, deadline)
+                    if kind == "token":
+                        ids.append(value)
+                        text = tok.decode(ids, skip_special_tokens=True)
+                        cut = first_stop(text, stops)
+                        if cut is not None:  # a stop sequence: end here, without it
+                            job.cancel()
+                            if text[len(shown) : cut]:
+                                yield chunk(text[len(shown) : cut], None)
+                            yield chunk(None, "stop")
+                            break
+                        if text.endswith("\ufffd"):  # half a multi-byte character: wait
+                            continue
+                        safe = text[: safe_length(text, stops)]
+                        delta, shown = safe[len(shown) :], safe
+                        if delta:
+                            yield chunk(delta, None)
+                    elif kind == "done":
+                        text = tok.decode(ids, skip_special_tokens=True)
+                        if text[len(shown) :]:
+                            yield chunk(text[len(shown) :], None)
+                        yield chunk(None, value)
+                        break
+                    elif kind == "gone":
+                        return
+                    else:
+                        message = timed_out if kind == "timeout" else value
+                        err = error_body(message, "server_error")
+                        yield f"data: {json.dumps(err)}\n\n"
+                        break
+                yield "data: [DONE]\n\n"
+            finally:  # the client went away (or the stream ended): no more work for it
+                job.cancel()
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
     @app.post("/v1/completions")
-    async def completions(req: CompletionRequest):
+    async def completions(req: CompletionRequest, request: Request):
         job, error = make_job(req.prompt, req.suffix, req)
-        return error or await respond(job, req, chat=False)
+        return error or await respond(job, req, chat=False, request=request)
 
     @app.post("/v1/chat/completions")
-    async def chat(req: ChatRequest):
+    async def chat(req: ChatRequest, request: Request):
         messages = [m.model_dump() for m in req.messages]
         try:
             prompt = model.tokenizer.apply_chat_template(
@@ -210,6 +241,6 @@ def create_app(model: KTMModel, config: ServeConfig | None = None):
         except Exception as e:  # no template, or one the messages do not fit
             return fail(400, f"cannot apply the chat template: {e}", param="messages")
         job, error = make_job(prompt, None, req)
-        return error or await respond(job, req, chat=True)
+        return error or await respond(job, req, chat=True, request=request)
 
-    return app
+    return BodyLimits(app, cfg.max_body_bytes, cfg.body_timeout_s)

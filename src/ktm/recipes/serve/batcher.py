@@ -31,6 +31,10 @@ class Job:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     tokens_in: int = 0
     tokens_out: int = 0
+    cancelled: bool = False  # its client went away or its deadline passed: stop working on it
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
     def key(self) -> tuple:
         s = self.sampling
@@ -78,7 +82,8 @@ class Batcher:
                     break
             groups: dict[tuple, list[Job]] = {}
             for job in jobs:
-                groups.setdefault(job.key(), []).append(job)
+                if not job.cancelled:  # abandoned while it waited: never started
+                    groups.setdefault(job.key(), []).append(job)
             for group in groups.values():
                 await loop.run_in_executor(self.executor, self._generate, group, loop)
 
@@ -107,8 +112,10 @@ class Batcher:
             finished = [False] * len(jobs)
             counts = [0] * len(jobs)
 
-            def on_step(tokens: list[int]) -> None:
+            def on_step(tokens: list[int]) -> bool:
                 for i, (job, tok) in enumerate(zip(jobs, tokens)):
+                    if not finished[i] and job.cancelled:
+                        finished[i] = True  # nobody reads it any more
                     if finished[i]:
                         continue
                     if eos is not None and tok == eos:
@@ -120,6 +127,7 @@ class Batcher:
                     if counts[i] >= limits[i]:
                         finished[i] = True
                         emit(job, ("done", "length"))
+                return not all(finished)  # False: the batch stops, freeing the worker
 
             for i, job in enumerate(jobs):
                 job.tokens_in, job.tokens_out = batch.tokens_in[i], batch.tokens_out[i]
