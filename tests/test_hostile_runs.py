@@ -157,3 +157,22 @@ def test_a_csv_field_of_any_length_is_read(tmp_path, tokenizer):
                       max_prompt_tokens=50)  # fmt: skip
     stages, info = load_stages(data, tokenizer)
     assert len(stages[0].test) == 2 and info["test"]["truncated"] == 1
+
+
+def test_a_huge_jsonl_field_is_refused_or_cut_before_tokenizing(tmp_path, tokenizer):
+    """A 10 MB field is a bad row at once (named by file and line), or — when it is the field
+    the run cuts — pre-cut by length so the exact cut is quick."""
+    from ktm.recipes.data import DataConfig, load_stages
+
+    f = tmp_path / "huge.jsonl"
+    rows = [{"text": "word " * 2_000_000, "label": "good"}, {"text": "short", "label": "bad"},
+            {"text": "fine too", "label": "good"}]  # fmt: skip
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = dict(task="custom", train_file=str(f), test_file=str(f), template="Review: {text}",
+                answer_field="label", labels=["good", "bad"])  # fmt: skip
+    t0 = time.monotonic()
+    with pytest.raises(KTMError, match=r"huge.jsonl:1: field 'text' has 10,000,000 characters"):
+        load_stages(DataConfig(**base), tokenizer)
+    stages, info = load_stages(DataConfig(**base, max_prompt_tokens=40), tokenizer)
+    assert info["test"]["truncated"] == 1 and len(stages[0].test) == 3
+    assert time.monotonic() - t0 < 10

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import KTMError
 from .base import LabeledExample, Splits, Task
 from .context_fit import token_counts
-from .records import BadRows, PromptTemplate, read_rows
+from .records import BadRow, BadRows, PromptTemplate, read_rows
 
 TRUNCATION = ("head", "tail", "skip")  # keep the field's start / keep its end / drop the row
 DATA_DIR_ENV = "KTM_DATA_DIR"
@@ -35,6 +35,10 @@ def default_data_dir(folder: str) -> Path | None:
     """``$KTM_DATA_DIR/<folder>`` if the variable is set."""
     root = os.environ.get(DATA_DIR_ENV)
     return Path(root) / folder if root else None
+
+
+MAX_FIELD_CHARS = 1_000_000  # beyond any context: refused (or pre-cut) before tokenizing
+MAX_TOKEN_CHARS = 256  # longer than any vocabulary token (SmolLM2's longest: 81 characters)
 
 
 @dataclass
@@ -93,6 +97,7 @@ class RecordTask(Task):
 
     def read_split_rows(self, data, split: str, bad: BadRows) -> list[_Row]:
         def convert(record: dict) -> _Row:
+            record = self._bounded(record, data)
             self.template.render(record)  # every field the template names must be there
             return _Row(record, self.answer(record))
 
@@ -166,6 +171,27 @@ class RecordTask(Task):
                     return kept, counts
         counts["examples"] = len(kept)
         return kept, counts
+
+    def _bounded(self, record: dict, data) -> dict:
+        """``record`` with no template field past what any context holds, checked by length
+        before anything is tokenized: the field the run cuts is pre-cut (a token is never
+        longer than :data:`MAX_TOKEN_CHARS` characters, so the exact cut is unchanged); any
+        other such field makes the row bad at once."""
+        cut_field = data.truncate_field or self.long_field or self.template.fields[0]
+        for name in self.template.fields:
+            value = record.get(name)
+            if not isinstance(value, str) or len(value) <= MAX_FIELD_CHARS:
+                continue
+            if data.max_prompt_tokens and data.truncation != "skip" and name == cut_field:
+                keep = data.max_prompt_tokens * MAX_TOKEN_CHARS
+                value = value[:keep] if data.truncation == "head" else value[-keep:]
+                record = {**record, name: value}
+                continue
+            raise BadRow(
+                f"field {name!r} has {len(value):,} characters, more than a prompt can hold "
+                f"(at most {MAX_FIELD_CHARS:,}); cut it with --max-prompt-tokens"
+            )
+        return record
 
     def _truncate(self, record: dict, n_tokens: int, data, tokenizer) -> tuple[str, str | None]:
         name = data.truncate_field or self.long_field or self.template.fields[0]
