@@ -13,7 +13,6 @@ import http.client
 import json
 import platform
 import socket
-import threading
 import time
 
 import torch
@@ -21,9 +20,9 @@ import torch
 from ktm import KTMConfig, KTMModel
 from ktm.io_utils import write_json_atomic
 from ktm.recipes.bench.memory import current_rss_bytes
-from ktm.recipes.bench.serve_load import _free_port
 from ktm.recipes.serve.app import create_app
 from ktm.recipes.serve.config import ServeConfig
+from ktm.recipes.serve.local import running
 
 PROMPT = "Tree: +AB\n++CD\n++EF\n+++GH, Task: Parent/Child Relationship, Parent: AB, Answer: "
 HEADERS = {"Content-Type": "application/json"}
@@ -77,14 +76,13 @@ def main() -> None:
     torch.manual_seed(0)
     model = KTMModel.from_base(args.model, KTMConfig(k=4))
     app = create_app(model, ServeConfig(model_name="ktm"))
-    port = _free_port()
-    server = uvicorn_server(app, port)
-    idle = one_token_seconds(port)
-    abandon_streams(port, args.clients, args.max_tokens)
-    after_abandon = one_token_seconds(port)
-    rss_before = current_rss_bytes()
-    status = chunked_body(port, args.megabytes)
-    rss_after = current_rss_bytes()
+    with running(app) as port:
+        idle = one_token_seconds(port)
+        abandon_streams(port, args.clients, args.max_tokens)
+        after_abandon = one_token_seconds(port)
+        rss_before = current_rss_bytes()
+        status = chunked_body(port, args.megabytes)
+        rss_after = current_rss_bytes()
     result = {
         "command": "python scripts/serve_abuse.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
@@ -99,17 +97,6 @@ def main() -> None:
     }  # fmt: skip
     write_json_atomic(args.out, result)
     print(json.dumps(result, indent=2))
-    server.should_exit = True
-
-
-def uvicorn_server(app, port: int):
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return server
 
 
 if __name__ == "__main__":

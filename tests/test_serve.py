@@ -1,8 +1,6 @@
 """`ktm serve` on loopback, driven by the official `openai` client."""
 
 import json
-import threading
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,9 +9,9 @@ import pytest
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
-from ktm.recipes.bench.serve_load import _free_port  # noqa: E402
 from ktm.recipes.serve.app import create_app  # noqa: E402
 from ktm.recipes.serve.config import ServeConfig  # noqa: E402
+from ktm.recipes.serve.local import running  # noqa: E402
 
 PROMPTS = [f"Tree: +A{c}\n++B{c}, Parent: A{c}, Answer: " for c in "ABCDEFGH"]
 
@@ -29,17 +27,8 @@ def server(tiny_model_dir):
     cfg = ServeConfig(model_name="tiny", api_key="secret", max_prompt_tokens=200,
                       max_batch=8, batch_wait_ms=50)  # fmt: skip
     app = create_app(model, cfg)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield model, app, f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with running(app) as port:
+        yield model, app, f"http://127.0.0.1:{port}"
 
 
 def _client(url, key="secret"):

@@ -4,7 +4,6 @@ abandoned work never holds the batch, and every bad value is a 4xx with an OpenA
 import http.client
 import json
 import socket
-import threading
 import time
 import urllib.request
 
@@ -13,9 +12,9 @@ import pytest
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
-from ktm.recipes.bench.serve_load import _free_port  # noqa: E402
 from ktm.recipes.serve.app import create_app  # noqa: E402
 from ktm.recipes.serve.config import ServeConfig  # noqa: E402
+from ktm.recipes.serve.local import running  # noqa: E402
 
 PROMPT = "Tree: +AB\n++CD, Parent: AB, Answer: "
 STEP_S = 0.03  # each decoder call made slow, so a long generation takes seconds
@@ -40,17 +39,8 @@ def server(tiny_model_dir):
                       max_body_bytes=100_000, request_timeout_s=4.0,
                       body_timeout_s=1.0)  # fmt: skip
     app = create_app(model, cfg)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield app, "127.0.0.1", port
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with running(app) as port:
+        yield app, "127.0.0.1", port
 
 
 def _client(host, port):

@@ -8,7 +8,6 @@ and the batching gain (concurrent over sequential throughput).
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import threading
 import time
@@ -18,12 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ...model import KTMModel
 from ..serve.app import create_app
 from ..serve.config import ServeConfig
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ..serve.local import running
 
 
 def _post(url: str, body: dict) -> tuple[float, bool]:
@@ -104,26 +98,15 @@ def serve_load_benchmark(
 ) -> dict:
     """Sequential vs ``clients`` concurrent clients, greedy completions of ``prompts``; then,
     with ``soak_seconds``, a steady load for that long with memory measured at both ends."""
-    import uvicorn
-
     cfg = ServeConfig(model_name="bench", max_batch=max_batch)
     app = create_app(model, cfg)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}/v1/completions"
     bodies = [{"prompt": p, "max_tokens": max_tokens, "temperature": 0} for p in prompts]
-    try:
+    with running(app) as port:
+        url = f"http://127.0.0.1:{port}/v1/completions"
         _post(url, bodies[0])  # warm-up
         sequential = _phase(url, bodies, 1)
         concurrent = _phase(url, bodies, clients)
         soak = _soak(url, bodies, clients, soak_seconds) if soak_seconds > 0 else None
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
     return {
         "sequential": sequential,
         "concurrent": concurrent,
