@@ -50,6 +50,13 @@ def option(
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
 
+def default_of(f: dataclasses.Field) -> Any:
+    """The default value of field ``f`` (its factory called), or ``MISSING``."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
 def applies_to(f: dataclasses.Field, task: str) -> bool:
     """Whether field ``f`` means anything for ``task`` (see the ``tasks`` key)."""
     tasks = f.metadata.get("tasks")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import KTMError
+from ..fields import default_of
 
 NOT_GIVEN = argparse.SUPPRESS
 
@@ -48,12 +49,6 @@ def cli_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
 
 def flag(f: dataclasses.Field) -> str:
     return "--" + f.metadata.get("flag", f.name).replace("_", "-")
-
-
-def _default(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return f.default
 
 
 def _number(kind: type) -> Callable[[str], Any]:
@@ -95,7 +90,7 @@ def _type_name(typ: Any) -> str:
 
 def _help(f: dataclasses.Field) -> str:
     text = f.metadata["help"]
-    default = _default(f)
+    default = default_of(f)
     if f.metadata.get("positional") or default is dataclasses.MISSING:
         return text
     if isinstance(default, bool) or default is None or default == []:
@@ -128,7 +123,7 @@ def _add_option(group, f: dataclasses.Field, typ: Any) -> None:
         return
     name = flag(f)
     if base is bool:
-        if _default(f) is True:
+        if default_of(f) is True:
             name = "--no-" + name[2:]
             kw.update(action="store_false", help=f"turn off: {kw['help']} (on by default)")
         else:
@@ -184,7 +179,7 @@ def file_values(values: Any, classes: list[type], where: str) -> dict[str, Any]:
     for key, value in values.items():
         name = key.replace("-", "_")
         name = name if name in known else by_flag.get(name, name)
-        negated = name.startswith("no_") and name[3:] in known and _default(known[name[3:]][0])
+        negated = name.startswith("no_") and name[3:] in known and default_of(known[name[3:]][0])
         if negated is True:  # the command line's --no-progress, as "no_progress": true
             name = name[3:]
         if name not in known:

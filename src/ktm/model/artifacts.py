@@ -254,7 +254,8 @@ class ArtifactsMixin:
                     lm = PeftModel.from_pretrained(causal_lm, str(adapter), is_trainable=trainable)
             except Exception as e:  # peft raises many types for a broken adapter
                 raise KTMError(f"could not load adapter {adapter}: {e}") from None
-        check_merger_file(path / MERGER_NAME, config, actual["hidden_size"])
+        if saved_d != actual["hidden_size"]:  # not checked before loading (size not stated)
+            check_merger_file(path / MERGER_NAME, config, actual["hidden_size"])
         merger = build_merger(config, actual["hidden_size"])
         load_merger(merger, path / MERGER_NAME)
         merger.requires_grad_(trainable)

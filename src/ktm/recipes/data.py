@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import KTMError
-from ..fields import applies_to, option
+from ..fields import applies_to, default_of, option
 from ..model import KTMModel
 from ..tasks import get_task
 from ..tasks.base import LabeledExample
@@ -147,7 +147,7 @@ class DataConfig:
 
         get_task(self.task)
         for f in dataclasses.fields(self):
-            if not applies_to(f, self.task) and getattr(self, f.name) != _default(f):
+            if not applies_to(f, self.task) and getattr(self, f.name) != default_of(f):
                 raise KTMError(
                     f"{f.name} is for the {', '.join(f.metadata['tasks'])} task(s), not "
                     f"{self.task!r}; leave it out"
@@ -182,10 +182,6 @@ class DataConfig:
             raise KTMError(f"data_format must be one of {', '.join(FORMATS)}")
         if self.labels is not None and len(set(self.labels)) < 2:
             raise KTMError(f"labels must name at least two distinct labels, got {self.labels}")
-
-
-def _default(f: dataclasses.Field):
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def load_stages(

@@ -13,7 +13,7 @@ import torch
 
 from ..distributed import make_accelerator
 from ..errors import KTMError
-from ..io_utils import write_json_atomic, write_text_atomic
+from ..io_utils import write_json_atomic
 from .checkpoint import clean_partial, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Example, SampleOrder
@@ -279,7 +279,7 @@ def make_optimizer(groups: list[dict], weight_decay: float) -> torch.optim.Optim
 
 
 def _write_logs(out: Path, result: TrainResult) -> None:
-    write_text_atomic(out / LOG_NAME, "".join(json.dumps(r) + "\n" for r in result.history))
+    # train_log.jsonl is appended step by step (StepLog) and rewritten at resume
     write_json_atomic(out / "evals.json", result.evals)
 
 
