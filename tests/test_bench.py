@@ -32,9 +32,33 @@ def test_arm_names():
     steps = {a: arm_config(pre, a).resolved_pretrain_steps for a in arms}
     assert steps == {"k4": 300, "k4-fresh": 0, "k4-random": 0, "k4-mean": 0, "k4-pre": 0,
                      "k1": 0, "first4": 0}  # fmt: skip
+    assert (
+        arm_config(base, "k8@0.3").ktm.budget == 0.3 and arm_config(base, "k8").ktm.budget is None
+    )
+    assert arm_config(base, "k4-fresh@.5").ktm.budget == 0.5
+    for bad in ("k1@0.5", "k4@1.5", "k4@"):
+        with pytest.raises(KTMError, match="bad arm"):
+            arm_config(base, bad)
     explicit = RunConfig("m", KTMConfig(), TrainConfig(), DataConfig(), pretrain_steps=50)
     assert arm_config(explicit, "k8").resolved_pretrain_steps == 50
     assert arm_config(explicit, "k1").resolved_pretrain_steps == 0
+
+
+def test_bench_expansion_arm_counts_the_positions_it_reads(tiny_model_dir, tmp_path):
+    args = ["bench", "tree", "--model", str(tiny_model_dir), "--arms", "k8@0.25,k4-fresh,prune4",
+            "--steps", "1", "--batch-size", "2", "--train-trees", "8", "--test-trees", "3",
+            "--pretrain-steps", "0", "--out", str(tmp_path / "b"), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    arms = {r["arm"]: r for r in json.loads((tmp_path / "b" / "results.json").read_text())["arms"]}
+    x, k4 = arms["k8@0.25"], arms["k4-fresh"]
+    # at most K = 4's positions (⌊T/4⌋ ≤ ⌈T/4⌉), more than merging every block of 8 reads
+    assert x["k"] == 8 and x["tokens_in"] == k4["tokens_in"]
+    assert (
+        k4["tokens_out"] / 2 + 1
+        < x["tokens_out"]
+        <= k4["tokens_out"]
+        == arms["prune4"]["tokens_out"]
+    )
 
 
 def test_bench_tree_writes_results_and_skips_finished_arms(tiny_model_dir, tmp_path, capsys):
@@ -72,6 +96,12 @@ def test_speed_benchmarks_write_json(tiny_model_dir, tmp_path):
                  "--repeats", "1", "--merger-context", "4", "--out", str(ctx)]) == 0  # fmt: skip
     c1, c4 = json.loads(ctx.read_text())["rows"]
     assert c1["merger_flops_share"] == 0 and c4["merger_flops_share"] > k4["merger_flops_share"]
+    wide = tmp_path / "x.json"  # selective expansion reads up to its budget: 24 of 64 here
+    assert main(["bench", "speed", "--model", str(tiny_model_dir), "--k", "1,4", "--lengths", "64",
+                 "--repeats", "1", "--budget", "0.375", "--out", str(wide)]) == 0  # fmt: skip
+    x1, x4 = json.loads(wide.read_text())["rows"]
+    assert x1["positions"] == 64 and 16 < x4["positions"] <= 24
+    assert x4["kv_cache_bytes"] * 64 == x1["kv_cache_bytes"] * x4["positions"]
     out = tmp_path / "t.json"
     assert main(["bench", "train-speed", "--model", str(tiny_model_dir), "--k", "1,2",
                  "--steps", "1", "--batch-size", "2", "--out", str(out)]) == 0  # fmt: skip

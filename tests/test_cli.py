@@ -74,6 +74,25 @@ def test_eval_and_generate(trained, tree_data, tmp_path, capsys):
     assert line["tokens_out"] < line["tokens_in"]
 
 
+def test_train_and_generate_with_selective_expansion(tree_data, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "x"
+    args = train_args(tiny_model_dir, tree_data, out)
+    assert main([*args, "--budget", "0.4", "--steps", "2"]) == 0
+    assert json.loads((out / "model" / "ktm_config.json").read_text())["config"]["budget"] == 0.4
+    prompt = "Tree: +AB\n++CD\n++EF\n+++GH, Task: Parent/Child Relationship, Parent: CD, Child: GH"
+    rows = []
+    for extra in ([], ["--budget-positions", "12"], ["--budget", "0.25"]):
+        capsys.readouterr()
+        assert main(["generate", str(out), "--prompt", prompt, "--max-new-tokens", "2",
+                     "--json", *extra]) == 0  # fmt: skip
+        rows.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    t = rows[0]["tokens_in"]
+    assert -(-t // 4) < rows[0]["tokens_out"] <= int(0.4 * t) and rows[0]["kept"]
+    assert rows[1]["tokens_out"] <= 12
+    assert rows[2]["tokens_out"] == -(-t // 4)  # 0.25: no more positions than merging all
+    assert main(["generate", str(out), "--prompt", prompt, "--budget-positions", "2"]) == 2
+
+
 def test_config_file_supplies_options(tree_data, tiny_model_dir, tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(

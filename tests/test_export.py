@@ -96,3 +96,19 @@ def test_spread_positions_are_not_exported_for_vllm(make_model, tmp_path):
     assert not (tmp_path / "export").exists()
     with pytest.raises(KTMError, match="ktm serve"):
         prompt_embeds(model, PROMPTS)
+
+
+def test_payload_carries_the_selectively_expanded_embeddings(make_model):
+    model = make_model(k=4)
+    batch = model.compress(PROMPTS, budget=0.5)
+    embeds = prompt_embeds(model, PROMPTS, budget=0.5)
+    assert [e.shape[0] for e in embeds] == batch.tokens_out
+    assert batch.tokens_out != model.compress(PROMPTS).tokens_out
+    mask = batch.attention_mask.bool()
+    for i, e in enumerate(embeds):
+        assert torch.equal(e, batch.embeds[i][mask[i]])
+    bodies = completions_request(model, PROMPTS, "ktm-export", budget_positions=12, max_tokens=4)
+    assert "budget_positions" not in bodies[0]
+    exact = model.compress(PROMPTS, budget_positions=12)
+    assert decode_prompt_embeds(bodies[0]["prompt_embeds"]).shape[0] == exact.tokens_out[0]
+    assert embeds_prompts(model, PROMPTS, budget=0.5)[1]["prompt_embeds"].shape[0] == len(embeds[1])

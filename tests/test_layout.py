@@ -26,6 +26,8 @@ LAYERS = {
     "config": 1,
     "merger": 1,
     "packing": 1,
+    "expansion": 1,
+    "token_scores": 1,
     "training": 2,
     "tasks": 2,
     "model": 2,

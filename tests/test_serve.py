@@ -46,6 +46,24 @@ def test_completion_matches_the_model_and_reports_compression(server):
     assert usage["completion_tokens"] <= 5
 
 
+def test_selective_expansion_per_request(server):
+    model, _, url = server
+    client = _client(url)
+    long = PROMPTS[2] + " with some more words to merge here"
+    for extra in ({"budget": 0.5}, {"budget_positions": 9}):
+        r = client.completions.create(model="tiny", prompt=long, max_tokens=4, temperature=0,
+                                      extra_body=extra)  # fmt: skip
+        assert r.choices[0].text == model.generate([long], max_new_tokens=4, **extra)[0]
+        read = model.compress([long], **extra).tokens_out[0]
+        assert r.usage.model_dump()["compressed_prompt_tokens"] == read
+    assert read == 9
+    for extra in ({"budget": 2}, {"budget_positions": 1}, {"budget": 0.5, "budget_positions": 9},
+                  {"budget_positions": "9"}):  # fmt: skip
+        with pytest.raises(openai.APIStatusError) as err:
+            client.completions.create(model="tiny", prompt=long, max_tokens=2, extra_body=extra)
+        assert err.value.status_code == 400, extra
+
+
 def test_streamed_equals_non_streamed(server):
     _, _, url = server
     client = _client(url)

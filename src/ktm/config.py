@@ -14,6 +14,7 @@ MERGERS = ("mlp", "mean")
 MERGER_INITS = ("mean", "random")
 MERGER_NORMS = ("none", "token")
 POSITIONS = ("compact", "spread")
+SCORERS = ("prior", "selfinfo")  # token rankings for selective expansion, see ktm.token_scores
 REDUCTIONS = ("first", "last", "prune")  # token-space baselines, see ktm.tasks.token_budget
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
 # Ranges beyond which a value is a typo or an attack: a model folder's config is checked
@@ -69,6 +70,19 @@ class KTMConfig:
         "or spread: each block at its last token's position, suffix and answer where they "
         "are uncompressed",
     )
+    budget: float | None = option(
+        None,
+        help="selective expansion: positions a merged prompt may read per prompt token, e.g. "
+        "0.3 at K = 4: the highest-ranked tokens stay raw and the rest are merged, in at most "
+        "0.3 T positions for T tokens (default: every block merged)",
+    )
+    expand_scorer: str = option(
+        "prior",
+        choices=SCORERS,
+        help="what ranks tokens for selective expansion: prior: -log p(token | start of text) "
+        "under the base model (free at inference); selfinfo: -log p(token | the tokens "
+        "before it) (a pass of the base model over the prompt)",
+    )
     lora_r: int = option(4, help="LoRA rank (0: no LoRA)")
     lora_alpha: float = option(16, help="LoRA alpha")
     lora_dropout: float = option(0.05, help="LoRA dropout")
@@ -104,6 +118,20 @@ class KTMConfig:
             raise KTMError(
                 f"merger_context={c} needs the MLP merger at K > 1 (got merger={self.merger!r}, "
                 f"k={self.k}); leave it at 0"
+            )
+        if self.budget is not None:
+            number = isinstance(self.budget, int | float) and not isinstance(self.budget, bool)
+            if not (number and 0 < self.budget <= 1):
+                raise KTMError(
+                    f"budget must be a share of the prompt in (0, 1], got {self.budget!r}"
+                )
+            if self.k == 1:
+                raise KTMError(
+                    "budget (selective expansion) needs K > 1: at K = 1 every token is raw"
+                )
+        if self.expand_scorer not in SCORERS:
+            raise KTMError(
+                f"expand_scorer must be one of {', '.join(SCORERS)}, got {self.expand_scorer!r}"
             )
         if self.positions not in POSITIONS:
             raise KTMError(

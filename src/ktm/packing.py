@@ -5,6 +5,8 @@ after merging (with a zero attention mask), so a prompt's compressed prefix — 
 output — does not depend on its neighbours in the batch.
 
 Sequence layout per row: ``[pad …][merged prompt blocks][suffix tokens][answer tokens]``.
+With selective expansion (:mod:`ktm.expansion`) some prompt tokens stay raw among the blocks,
+in their place, and the runs between them are merged K at a time.
 Left padding keeps every row's last position aligned for batched generation.
 
 Position ids are ``compact`` (0, 1, 2, … over each row's real positions) or ``spread`` (a
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .expansion import segments
+
 
 @dataclass
 class CompressedBatch:
@@ -30,9 +34,11 @@ class CompressedBatch:
         attention_mask: (B, N) long, 0 on padding.
         position_ids: (B, N) long: each row's positions (0 on padding; see the module doc).
         tokens_in: per row, prompt + suffix tokens before compression.
-        tokens_out: per row, positions the model reads for them (⌈T/K⌉ + suffix).
+        tokens_out: per row, positions the model reads for them (⌈T/K⌉ + suffix, or the
+            expanded layout's length + suffix).
         answer_start: per row, index in N of the first answer position (training only).
         answer_ids: per row, the answer's token ids (training only).
+        kept: per row, indices of the prompt tokens kept raw (selective expansion).
     """
 
     embeds: torch.Tensor
@@ -42,6 +48,7 @@ class CompressedBatch:
     tokens_out: list[int]
     answer_start: list[int] | None = None
     answer_ids: list[list[int]] | None = None
+    kept: list[list[int]] | None = None
 
     @property
     def compression(self) -> float:
@@ -72,28 +79,39 @@ def position_span(prompt_tokens: int, suffix_tokens: int, k: int, positions: str
     return prefix + suffix_tokens
 
 
-def block_index(lengths: Sequence[int], k: int, context: int = 0) -> torch.Tensor:
+def block_index(
+    lengths: Sequence[int],
+    k: int,
+    context: int = 0,
+    raw: Sequence[Sequence[bool] | None] | None = None,
+) -> torch.Tensor:
     """Index of each block slot into the flat concatenation of the prompts' tokens.
 
     Args:
         lengths: tokens per prompt.
         k: block size.
         context: slots before each block for the tokens that precede it in its prompt.
+        raw: per prompt, the tokens kept raw (selective expansion, :mod:`ktm.expansion`):
+            they are not merged, and blocks restart after each.
     Returns:
-        (sum ⌈T_i/K⌉, context + K) long; -1 marks empty slots: those of a prompt's final
-        partial block, and context slots before the prompt's first token.
+        (number of merged blocks, context + K) long; -1 marks empty slots: those past a short
+        block's end, and context slots before the prompt's first token.
     """
-    rows = []
-    offset = 0
-    for t in lengths:
-        n = merged_length(t, k)
-        slots = torch.arange(n)[:, None] * k + torch.arange(-context, k)
-        real = (slots >= 0) & (slots < t)
-        rows.append(torch.where(real, slots + offset, torch.full_like(slots, -1)))
+    starts, ends, origins, offset = [], [], [], 0
+    for i, t in enumerate(lengths):
+        keep = raw[i] if raw is not None else None
+        for start, end, is_raw in segments(t, k, keep):
+            if not is_raw:
+                starts.append(offset + start)
+                ends.append(offset + end)
+                origins.append(offset)
         offset += t
-    if not rows:
+    if not starts:
         return torch.empty(0, context + k, dtype=torch.long)
-    return torch.cat(rows)
+    slots = torch.tensor(starts)[:, None] + torch.arange(-context, k)
+    # Context slots reach back within the block's own prompt only.
+    real = (slots >= torch.tensor(origins)[:, None]) & (slots < torch.tensor(ends)[:, None])
+    return torch.where(real, slots, torch.full_like(slots, -1))
 
 
 def pack(
@@ -105,6 +123,7 @@ def pack(
     answer_ids: Sequence[Sequence[int]] | None = None,
     device: torch.device | str = "cpu",
     positions: str = "compact",
+    raw: Sequence[Sequence[bool] | None] | None = None,
 ) -> CompressedBatch:
     """Embed, merge and lay out a batch.
 
@@ -118,12 +137,15 @@ def pack(
         answer_ids: per row, answer token ids appended (for teacher-forced training).
         device: where the ids go (the embedding's device).
         positions: ``"compact"`` or ``"spread"`` position ids (see the module doc).
+        raw: per row, True for each prompt token kept as itself (selective expansion);
+            None: every block merged.
     """
     b = len(prompt_ids)
     suffix_ids = suffix_ids if suffix_ids is not None else [[] for _ in range(b)]
     answers = answer_ids if answer_ids is not None else [[] for _ in range(b)]
+    raw = raw if raw is not None else [None] * b
     prompt_lens = [len(p) for p in prompt_ids]
-    n_blocks = [merged_length(t, k) for t in prompt_lens]
+    layouts = [segments(t, k, r) for t, r in zip(prompt_lens, raw)]
     tail_lens = [len(s) + len(a) for s, a in zip(suffix_ids, answers)]
 
     flat_prompt = [t for p in prompt_ids for t in p]
@@ -133,34 +155,41 @@ def pack(
     prompt_embeds, tail_embeds = token_embeds[: len(flat_prompt)], token_embeds[len(flat_prompt) :]
 
     # The merger may read tokens before each block too (its ``context``, 0 for most).
-    idx = block_index(prompt_lens, k, getattr(merger, "context", 0)).to(device)
+    idx = block_index(prompt_lens, k, getattr(merger, "context", 0), raw).to(device)
     slot_mask = idx >= 0
     padded = torch.cat([prompt_embeds, prompt_embeds.new_zeros(1, d)])
     blocks = padded[idx]  # -1 picks the zero row at the end
     merged = merger(blocks, slot_mask) if idx.shape[0] else prompt_embeds.new_zeros(0, d)
 
-    # One source table, then a (B, N) gather: pad -> the zero row at the end.
-    source = torch.cat([merged, tail_embeds, merged.new_zeros(1, d)])
+    # One source table [merged blocks, prompt tokens, tails, zero row], then a (B, N) gather.
+    n_merged, n_prompt = merged.shape[0], prompt_embeds.shape[0]
+    source = torch.cat([merged, prompt_embeds, tail_embeds, merged.new_zeros(1, d)])
     pad_row = source.shape[0] - 1
-    seq_lens = [n + t for n, t in zip(n_blocks, tail_lens)]
+    seq_lens = [len(lay) + t for lay, t in zip(layouts, tail_lens)]
     width = max(seq_lens) if seq_lens else 0
     gather = torch.full((b, width), pad_row, dtype=torch.long)
     mask = torch.zeros(b, width, dtype=torch.long)
     spread = torch.zeros(b, width, dtype=torch.long)
     answer_start = []
-    block_off, tail_off = 0, merged.shape[0]
+    block_off, token_off, tail_off = 0, n_merged, n_merged + n_prompt
     for i in range(b):
         start = width - seq_lens[i]
-        n, t = n_blocks[i], tail_lens[i]
-        gather[i, start : start + n] = torch.arange(block_off, block_off + n)
+        n, t, t_prompt = len(layouts[i]), tail_lens[i], prompt_lens[i]
+        rows, ends = [], []
+        for seg_start, seg_end, is_raw in layouts[i]:
+            if is_raw:
+                rows.append(token_off + seg_start)
+            else:
+                rows.append(block_off)
+                block_off += 1
+            ends.append(seg_end - 1)  # a block sits at its last token's position
+        gather[i, start : start + n] = torch.tensor(rows, dtype=torch.long)
         gather[i, start + n : width] = torch.arange(tail_off, tail_off + t)
         mask[i, start:] = 1
-        t_prompt = prompt_lens[i]
-        # Block j ends at token min(jK + K, T) - 1; the tail continues from T.
-        spread[i, start : start + n] = (torch.arange(1, n + 1) * k).clamp_max(t_prompt) - 1
+        spread[i, start : start + n] = torch.tensor(ends, dtype=torch.long)
         spread[i, start + n : width] = torch.arange(t_prompt, t_prompt + t)
         answer_start.append(start + n + len(suffix_ids[i]))
-        block_off += n
+        token_off += t_prompt
         tail_off += t
     embeds = source[gather.to(device)]
     mask = mask.to(device)
@@ -173,7 +202,8 @@ def pack(
         attention_mask=mask,
         position_ids=position_ids,
         tokens_in=[p + len(s) for p, s in zip(prompt_lens, suffix_ids)],
-        tokens_out=[n + len(s) for n, s in zip(n_blocks, suffix_ids)],
+        tokens_out=[len(lay) + len(s) for lay, s in zip(layouts, suffix_ids)],
         answer_start=answer_start if answer_ids is not None else None,
         answer_ids=[list(a) for a in answers] if answer_ids is not None else None,
+        kept=[[a for a, _, is_raw in lay if is_raw] for lay in layouts],
     )

@@ -70,6 +70,7 @@ def speed(values: dict) -> int:
         dtype=getattr(torch, args.dtype),
         merger_hidden_factor=args.merger_hidden_factor,
         merger_context=args.merger_context,
+        budget=args.budget,
     )
 
     def save(rows: list[dict]) -> None:  # after every cell: a long grid keeps what it measured
@@ -81,6 +82,7 @@ def speed(values: dict) -> int:
                 "dtype": args.dtype,
                 "merger_hidden_factor": args.merger_hidden_factor,
                 "merger_context": args.merger_context,
+                "budget": args.budget,
                 "repeats": args.repeats,
                 "decode_steps": args.decode_steps,
                 "machine": _machine(),

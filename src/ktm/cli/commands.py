@@ -158,13 +158,14 @@ def generate(values: dict) -> int:
             f"give one --suffix per --prompt ({len(o.prompt)} prompts, {len(o.suffix)} suffixes)"
         )
     model = KTMModel.from_pretrained(model_folder(o.checkpoint), base_model=o.base_model)
-    batch = model.compress(o.prompt, o.suffix)
+    batch = model.compress(o.prompt, o.suffix, o.budget, o.budget_positions)
     ids = model.generate_ids(batch, sampling)
     texts = model.tokenizer.batch_decode(ids, skip_special_tokens=True)
     for i, text in enumerate(texts):
         if o.json:
             row = {"text": text, "tokens_in": batch.tokens_in[i],
-                   "tokens_out": batch.tokens_out[i], "new_tokens": len(ids[i])}  # fmt: skip
+                   "tokens_out": batch.tokens_out[i], "kept": batch.kept[i],
+                   "new_tokens": len(ids[i])}  # fmt: skip
             print(json.dumps(row))
         else:
             print(text)

@@ -69,7 +69,17 @@ class GenerateOptions:
     suffix: list[str] | None = option(
         None, repeat=True, help="uncompressed text after each prompt (once per --prompt)"
     )
-    json: bool = option(False, help="print one JSON line per prompt, with token counts")
+    budget: float | None = option(
+        None,
+        help="selective expansion: positions per prompt token, the highest-ranked tokens raw "
+        "(default: the model's own budget, if it was trained with one)",
+    )
+    budget_positions: int | None = option(
+        None, help="selective expansion: positions each prompt may read (instead of --budget)"
+    )
+    json: bool = option(
+        False, help="print one JSON line per prompt, with token counts and the tokens kept raw"
+    )
 
 
 @dataclass(kw_only=True)
@@ -126,6 +136,11 @@ class PrefillBenchOptions(SpeedOptions):
     )
     batch_sizes: list[int] = option(default_factory=lambda: [1], help="batch sizes")
     merger_context: int = option(0, help="tokens before each block the merger also reads")
+    budget: float | None = option(
+        None,
+        help="selective expansion at K > 1: positions per prompt token, its highest-ranked "
+        "tokens raw (the ranking's cost counts in the time to first token)",
+    )
     repeats: int = option(5, help="measurements per cell (median reported)")
     decode_steps: int = option(16, help="decode steps timed per arm")
 

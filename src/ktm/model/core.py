@@ -14,8 +14,9 @@ from torch import nn
 
 from ..config import KTMConfig
 from ..errors import KTMError
+from ..expansion import budget_positions as positions_within
 from ..merger import build_merger
-from ..packing import CompressedBatch, pack, position_span
+from ..packing import CompressedBatch, pack
 from .artifacts import ArtifactsMixin, base_info
 from .base_models import DEFAULT_MODEL, load_base
 from .generation import GenerationMixin
@@ -29,11 +30,12 @@ from .lm_utils import (
     reads_position_ids,
 )
 from .losses import LossesMixin
+from .selective import SelectiveMixin
 
 Prompt = str | Sequence[int]  # text to compress, or its token ids
 
 
-class KTMModel(LossesMixin, GenerationMixin, ArtifactsMixin, nn.Module):
+class KTMModel(LossesMixin, GenerationMixin, SelectiveMixin, ArtifactsMixin, nn.Module):
     """Merger + LoRA-adapted causal LM.
 
     Build one with :meth:`from_base` (new, trainable) or :meth:`from_pretrained` (saved).
@@ -201,8 +203,16 @@ class KTMModel(LossesMixin, GenerationMixin, ArtifactsMixin, nn.Module):
         prompt_ids: Sequence[Sequence[int]],
         suffix_ids: Sequence[Sequence[int]] | None = None,
         answer_ids: Sequence[Sequence[int]] | None = None,
+        budget: float | None = None,
+        budget_positions: int | None = None,
+        raw: Sequence[Sequence[bool] | None] | None = None,
     ) -> CompressedBatch:
-        """Merge token ids into a left-padded batch of embeddings (see :func:`ktm.packing.pack`)."""
+        """Merge token ids into a left-padded batch of embeddings (see :func:`ktm.packing.pack`),
+        keeping the highest-ranked tokens raw within a budget (``config.budget``, or
+        ``budget`` / ``budget_positions`` here; see :meth:`raw_tokens`), or the tokens
+        ``raw`` marks, per prompt, when given."""
+        if raw is None:
+            raw = self.raw_tokens(prompt_ids, budget, budget_positions)
         return pack(
             self.embed,
             self.merger,
@@ -212,6 +222,7 @@ class KTMModel(LossesMixin, GenerationMixin, ArtifactsMixin, nn.Module):
             answer_ids,
             self.device,
             self.config.positions,
+            raw,
         )
 
     @contextmanager
@@ -222,14 +233,19 @@ class KTMModel(LossesMixin, GenerationMixin, ArtifactsMixin, nn.Module):
             yield self.causal_lm
 
     def compress(
-        self, prompts: Sequence[Prompt], suffixes: Sequence[str] | None = None
+        self,
+        prompts: Sequence[Prompt],
+        suffixes: Sequence[str] | None = None,
+        budget: float | None = None,
+        budget_positions: int | None = None,
     ) -> CompressedBatch:
         """Compress prompts (and append uncompressed suffixes).
 
         Returns a :class:`CompressedBatch`: ``.embeds`` (B, N, d), ``.attention_mask`` (B, N),
-        ``.tokens_in`` / ``.tokens_out`` per prompt.
+        ``.tokens_in`` / ``.tokens_out`` per prompt, ``.kept`` (the prompt tokens kept raw).
         """
-        return self.compress_ids(*self.encode_prompts(prompts, suffixes))
+        prompt_ids, suffix_ids = self.encode_prompts(prompts, suffixes)
+        return self.compress_ids(prompt_ids, suffix_ids, None, budget, budget_positions)
 
     # ----------------------------------------------------------------- forward passes
     def hidden_states(self, batch: CompressedBatch, past_key_values=None, use_cache: bool = False):
@@ -251,8 +267,20 @@ class KTMModel(LossesMixin, GenerationMixin, ArtifactsMixin, nn.Module):
         """(…, d) -> (…, V) vocabulary logits."""
         return self.causal_lm.get_output_embeddings()(hidden)
 
-    def positions_needed(self, prompt_tokens: int, suffix_tokens: int, new_tokens: int) -> int:
+    def positions_needed(
+        self,
+        prompt_tokens: int,
+        suffix_tokens: int,
+        new_tokens: int,
+        budget: float | None = None,
+        budget_positions: int | None = None,
+    ) -> int:
         """Positions a prompt of ``prompt_tokens`` compressed + ``suffix_tokens`` kept tokens
-        takes with ``new_tokens`` generated (every prompt token counts with ``spread``)."""
-        span = position_span(prompt_tokens, suffix_tokens, self.k, self.config.positions)
-        return span + new_tokens
+        takes with ``new_tokens`` generated (every prompt token counts with ``spread``; with
+        selective expansion, its whole budget)."""
+        if self.config.positions == "spread":
+            return prompt_tokens + suffix_tokens + new_tokens
+        if budget is None and budget_positions is None:
+            budget = self.config.budget
+        prefix = positions_within(prompt_tokens, self.k, budget, budget_positions)
+        return prefix + suffix_tokens + new_tokens

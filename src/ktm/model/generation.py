@@ -86,15 +86,19 @@ class GenerationMixin:
         prompts: Sequence[str | Sequence[int]],
         suffixes: Sequence[str] | None = None,
         max_new_tokens: int = 32,
+        budget: float | None = None,
+        budget_positions: int | None = None,
         **sampling,
     ) -> list[str]:
         """Compress the prompts and generate a continuation for each (greedy by default).
 
+        ``budget`` / ``budget_positions``: selective expansion (see ``compress``).
         ``sampling`` takes the fields of :class:`SamplingConfig` (do_sample, temperature,
         top_k, top_p, seed).
         """
         cfg = SamplingConfig(max_new_tokens=max_new_tokens, **sampling)
-        ids = self.generate_ids(self.compress(prompts, suffixes), cfg)
+        batch = self.compress(prompts, suffixes, budget, budget_positions)
+        ids = self.generate_ids(batch, cfg)
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
     @torch.no_grad()

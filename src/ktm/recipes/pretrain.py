@@ -21,6 +21,7 @@ from ..model import KTMModel, load_tokenizer
 from ..training import TrainConfig, train
 from ..training.checkpoint import list_checkpoints
 from ..training.config import DEFAULT_LR
+from .corpus import CORPORA, general_texts
 from .data import DataConfig, load_stages
 from .options import dtype_option, ktm_part, model_option, train_part
 from .pretrain_text import (
@@ -71,6 +72,13 @@ class PretrainConfig:
         repeat=True,
         help="a .txt file (paragraphs) or .jsonl file (repeatable); and/or --task",
     )
+    corpus: str | None = option(
+        None,
+        choices=CORPORA,
+        help="general: ktm's broad offline corpus (Python docstrings, trees, tables, and the "
+        "training splits of the reviews and code data under $KTM_DATA_DIR), for a merger "
+        "every task on this base model starts from",
+    )
     text_field: str = option("text", help="the JSONL field holding the text")
     chunk_tokens: int = option(64, help="tokens per chunk")
     max_chunks: int = option(20000, help="chunks read at most")
@@ -93,8 +101,10 @@ class PretrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if not self.texts and self.data is None:
-            raise KTMError("give text files (--text), a task (--task), or both")
+        if not self.texts and self.data is None and self.corpus is None:
+            raise KTMError("give text files (--text), a task (--task) or --corpus general")
+        if self.corpus is not None and self.corpus not in CORPORA:
+            raise KTMError(f"corpus must be one of {', '.join(CORPORA)}, got {self.corpus!r}")
         m = self.ktm
         if m.k < 2 or m.merger != "mlp":
             raise KTMError(
@@ -138,8 +148,10 @@ class PretrainConfig:
 
 def pretraining_chunks(cfg: PretrainConfig, tokenizer) -> list[str]:
     """The run's text cut into chunks: the task's training prompts first (each once: balanced
-    data repeats them; no labels), then the text files."""
+    data repeats them; no labels), then the general corpus, then the text files."""
     texts = read_texts(cfg.texts, cfg.text_field) if cfg.texts else []
+    if cfg.corpus is not None:
+        texts = general_texts()[0] + texts
     if cfg.data is not None:
         stages, _ = load_stages(cfg.data, tokenizer)
         prompts = list(dict.fromkeys(e.prompt for stage in stages for e in stage.train))

@@ -13,6 +13,7 @@ from ..fields import option
 from ..training import TrainConfig
 from ..training.config import DEFAULT_LR
 from .data import DataConfig
+from .general_merger import NONE, find_general_merger
 from .options import dtype_option, ktm_part, model_option, train_part
 from .run_folder import check_dtype, run_dict, run_from_dict
 
@@ -42,7 +43,10 @@ class RunConfig:
     eval_batch_size: int = option(32, help="examples per evaluation batch")
     dtype: str = dtype_option()
     init_from: str | None = option(
-        None, help="start from the merger + LoRA of a saved model (e.g. from `ktm pretrain`)"
+        None,
+        help="start from the merger + LoRA of a saved model (e.g. from `ktm pretrain`); none: "
+        "not from the general merger either (default: the general merger for this base model "
+        "and K, if there is one)",
     )
     init_lora_from: str | None = option(
         None,
@@ -120,9 +124,25 @@ class RunConfig:
         return k.k > 1 and k.merger == "mlp" and self.reduction is None
 
     @property
+    def start_from(self) -> str | None:
+        """The saved model the run starts from (``init_from``, ``none`` read as none)."""
+        return None if self.init_from in (None, NONE) else self.init_from
+
+    @property
     def pretraining_applies(self) -> bool:
         """Whether the run has a fresh MLP merger and LoRA that pre-training would help."""
-        return self._has_mlp_merger and not (self.init_from or self.init_lora_from)
+        return self._has_mlp_merger and not (self.start_from or self.init_lora_from)
+
+    @property
+    def general_merger_applies(self) -> bool:
+        """Whether the default recipe would start from a general merger: a fresh MLP merger,
+        no ``init_from`` (not even ``none``), and no pre-training phase asked for."""
+        return (
+            self.pretraining_applies
+            and self.init_from is None
+            and self.pretrain_steps is None
+            and not self.pretrain_text
+        )
 
     @property
     def resolved_pretrain_steps(self) -> int:
@@ -136,23 +156,30 @@ class RunConfig:
     def merger_starts_pretrained(self) -> bool:
         """Whether the task phase starts from a reconstruction-trained MLP merger: the
         built-in pre-training phase runs, or ``init_from`` gives one."""
-        return self._has_mlp_merger and bool(self.init_from or self.resolved_pretrain_steps)
+        return self._has_mlp_merger and bool(self.start_from or self.resolved_pretrain_steps)
 
     def resolved(self) -> "RunConfig":
         """This config with the recipe's defaults decided, as the run records it.
 
-        An unset ``train.lr`` becomes :data:`FINETUNE_LR` (3e-4) when the merger starts
+        With no ``init_from`` where the default recipe applies, the run starts from the general
+        merger for its base model and K (:mod:`.general_merger`), if there is one. An unset
+        ``train.lr`` becomes :data:`FINETUNE_LR` (3e-4) when the merger starts
         pre-trained — the task then fine-tunes a model that already reads merged blocks, and
         at 1e-3 its first task steps undo that (runs took off and collapsed, or never took
         off) — and :data:`DEFAULT_LR` (1e-3) otherwise.
         """
-        t = self.train
+        cfg = self
+        if self.general_merger_applies:
+            found = find_general_merger(self.model, self.ktm)
+            if found is not None:
+                cfg = dataclasses.replace(self, init_from=str(found))
+        t = cfg.train
         lr = (
             t.lr
             if t.lr is not None
-            else (FINETUNE_LR if self.merger_starts_pretrained else DEFAULT_LR)
+            else (FINETUNE_LR if cfg.merger_starts_pretrained else DEFAULT_LR)
         )
-        return dataclasses.replace(self, train=dataclasses.replace(t, lr=lr))
+        return dataclasses.replace(cfg, train=dataclasses.replace(t, lr=lr))
 
     def to_dict(self) -> dict:
         return run_dict(self)

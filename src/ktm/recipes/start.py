@@ -45,3 +45,23 @@ def load_teacher(path: str, student: KTMModel, dtype) -> KTMModel:
     teacher = KTMModel.from_pretrained(folder, base_model=student.base_model, dtype=dtype)
     check_base(folder, base_info(teacher.causal_lm), base_info(student.causal_lm), "the student")
     return teacher
+
+
+def say_start(cfg) -> None:
+    """One stderr line on where a run's merger starts: a general merger, or why not."""
+    import sys
+
+    from .general_merger import merger_folders, near_misses
+
+    start = cfg.start_from
+    if start and any(Path(start).resolve().is_relative_to(f.resolve()) for f in merger_folders()):
+        print(f"ktm: starting from the general merger {start} (--init-from none: not from it)",
+              file=sys.stderr)  # fmt: skip
+    elif cfg.general_merger_applies and cfg.init_from is None:
+        misses = near_misses(cfg.model, cfg.ktm)
+        why = f" (near: {'; '.join(misses)})" if misses else ""
+        message = (
+            f"ktm: no general merger for {cfg.model} at K = {cfg.ktm.k} with this merger and "
+            f"LoRA shape{why}; pre-training on the task's prompts instead"
+        )
+        print(message, file=sys.stderr)

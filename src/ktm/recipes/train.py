@@ -12,6 +12,7 @@ import gc
 import time
 from pathlib import Path
 
+from ..distributed import process_state
 from ..errors import KTMError
 from ..model import KTMModel
 from ..tasks import get_task
@@ -23,7 +24,7 @@ from .evaluate import evaluate_task
 from .pretrain_phase import pretrain_phase, pretrain_phase_state
 from .run_config import RunConfig
 from .run_folder import RunFolder
-from .start import init_from, load_teacher
+from .start import init_from, load_teacher, say_start
 
 __all__ = ["RunConfig", "run_training"]
 
@@ -36,8 +37,8 @@ def _build_models(cfg: RunConfig) -> tuple[KTMModel, KTMModel | None]:
     dtype = getattr(torch, cfg.dtype)
     torch.manual_seed(cfg.train.seed)
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=dtype)
-    if cfg.init_from:
-        init_from(model, cfg.init_from)
+    if cfg.start_from:
+        init_from(model, cfg.start_from)
     if cfg.init_lora_from:  # e.g. a task run at a smaller K: its LoRA, over init_from's
         init_from(model, cfg.init_lora_from, lora_only=True)
     return model, load_teacher(cfg.teacher, model, dtype) if cfg.teacher else None
@@ -54,6 +55,8 @@ def run_training(
     if cfg.curriculum and task.kind != "classification":
         raise KTMError("curriculum training needs a classification task")
     run.check(cfg, resume)
+    if process_state().is_main_process:
+        say_start(cfg)
     # Build the model and read the data before writing anything: bad input leaves no folder.
     model, teacher = _build_models(cfg)
     budget_k = cfg.reduction_k if cfg.reduction else None

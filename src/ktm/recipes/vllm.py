@@ -24,15 +24,21 @@ from ..errors import KTMError
 from ..model import KTMModel
 
 
-def prompt_embeds(model: KTMModel, prompts: Sequence[str]) -> list[torch.Tensor]:
-    """One (N_i, d) tensor per prompt: its compressed positions without padding."""
+def prompt_embeds(
+    model: KTMModel,
+    prompts: Sequence[str],
+    budget: float | None = None,
+    budget_positions: int | None = None,
+) -> list[torch.Tensor]:
+    """One (N_i, d) tensor per prompt: its compressed positions without padding (with
+    selective expansion, the kept tokens' own embeddings among the merged blocks)."""
     if model.config.positions != "compact":
         raise KTMError(
             f"vLLM numbers prompt embeddings 0, 1, 2, …, but this model reads "
             f"positions={model.config.positions!r}; serve it with `ktm serve` instead"
         )
     with torch.no_grad():
-        batch = model.compress(list(prompts))
+        batch = model.compress(list(prompts), None, budget, budget_positions)
     mask = batch.attention_mask.bool()
     return [batch.embeds[i][mask[i]].detach().cpu() for i in range(len(prompts))]
 
@@ -58,21 +64,28 @@ def decode_prompt_embeds(data: str) -> torch.Tensor:
     return tensor
 
 
-def embeds_prompts(model: KTMModel, prompts: Sequence[str]) -> list[dict]:
-    """``EmbedsPrompt`` dicts for vLLM's offline ``LLM.generate``."""
-    return [{"prompt_embeds": e} for e in prompt_embeds(model, prompts)]
+def embeds_prompts(model: KTMModel, prompts: Sequence[str], **budget) -> list[dict]:
+    """``EmbedsPrompt`` dicts for vLLM's offline ``LLM.generate`` (``budget`` or
+    ``budget_positions``: selective expansion, as :meth:`KTMModel.compress`)."""
+    return [{"prompt_embeds": e} for e in prompt_embeds(model, prompts, **budget)]
 
 
 def completions_request(
-    model: KTMModel, prompts: Sequence[str], served_model: str, **params
+    model: KTMModel,
+    prompts: Sequence[str],
+    served_model: str,
+    budget: float | None = None,
+    budget_positions: int | None = None,
+    **params,
 ) -> list[dict]:
     """JSON bodies for ``POST /v1/completions`` on a vLLM server, one per prompt.
 
+    ``budget`` / ``budget_positions``: selective expansion (see :meth:`KTMModel.compress`);
     ``params`` are Completions API fields (``max_tokens``, ``temperature`` …).
     """
     return [
         {"model": served_model, "prompt_embeds": encode_prompt_embeds(e), **params}
-        for e in prompt_embeds(model, prompts)
+        for e in prompt_embeds(model, prompts, budget, budget_positions)
     ]
 
 
@@ -82,6 +95,8 @@ def complete(
     base_url: str,
     served_model: str,
     api_key: str = "EMPTY",
+    budget: float | None = None,
+    budget_positions: int | None = None,
     **params,
 ) -> list[str]:
     """Compress ``prompts`` and complete them on the vLLM server at ``base_url`` (…/v1)."""
@@ -91,7 +106,8 @@ def complete(
         raise KTMError("talking to vLLM needs the `openai` package: pip install openai") from None
     client = OpenAI(base_url=base_url, api_key=api_key)
     texts = []
-    for body in completions_request(model, prompts, served_model, **params):
+    bodies = completions_request(model, prompts, served_model, budget, budget_positions, **params)
+    for body in bodies:
         embeds = body.pop("prompt_embeds")
         response = client.completions.create(
             prompt="", extra_body={"prompt_embeds": embeds}, **body

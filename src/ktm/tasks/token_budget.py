@@ -15,7 +15,6 @@ of this: the transform runs on the examples before training and evaluation.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -23,6 +22,7 @@ import torch
 from ..config import REDUCTIONS
 from ..errors import KTMError
 from ..packing import merged_length
+from ..token_scores import self_information  # noqa: F401  (re-exported for the baselines)
 from .base import LabeledExample
 
 Scores = Callable[[Sequence[Sequence[int]]], list[torch.Tensor]]
@@ -62,30 +62,3 @@ def reduce_examples(
     ids = tokenize([e.prompt for e in examples])
     kept = reduce_ids(ids, how, k, scores)
     return [dataclasses.replace(e, prompt_ids=tuple(p)) for e, p in zip(examples, kept)]
-
-
-@torch.no_grad()
-def self_information(
-    causal_lm: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], batch_size: int = 8
-) -> list[torch.Tensor]:
-    """−log p(t_i | t_<i) of every token, (T,) per prompt; +inf for the first token.
-
-    Prompts run one batch at a time, right-padded (causal attention makes padding harmless).
-    """
-    device = causal_lm.get_input_embeddings().weight.device
-    out: list[torch.Tensor] = []
-    for start in range(0, len(prompt_ids), batch_size):
-        chunk = [list(p) for p in prompt_ids[start : start + batch_size]]
-        width = max(map(len, chunk))
-        ids = torch.zeros(len(chunk), width, dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(chunk):
-            ids[i, : len(p)] = torch.tensor(p, device=device)
-            mask[i, : len(p)] = 1
-        logits = causal_lm(input_ids=ids, attention_mask=mask).logits.float()
-        logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
-        for i, p in enumerate(chunk):
-            info = torch.full((len(p),), math.inf)
-            info[1:] = -logp[i, : len(p) - 1].cpu()
-            out.append(info)
-    return out

@@ -9,6 +9,9 @@ Arms:
     ``k<K>-random``  the paper's recipe: MLP merger with its random init, task alone;
     ``k<K>-pre``     MLP merger + LoRA started from ``--init-from`` (e.g. ``ktm pretrain``);
                      the other arms do not use it;
+    ``k<K>@<B>``     any of the above with selective expansion: at most B positions per prompt
+                     token, the highest-ranked tokens raw (e.g. ``k8@0.25`` reads no more than
+                     ``k4``); the positions it read are counted exactly;
     ``first<K>``, ``last<K>``, ``prune<K>``
                      keep ⌈T/K⌉ prompt tokens (the start, the end, or the most informative by
                      the base model's self-information) + LoRA at K = 1
@@ -24,10 +27,12 @@ import dataclasses
 import re
 
 from ...errors import KTMError
+from ..general_merger import NONE
 from ..run_config import RunConfig
 
 _ARM = re.compile(
-    r"^(?:k(\d+)(?:-(mean|random|pre|fresh))?|(first|last|prune)(\d+)|(zeroshot|majority|copy))$"
+    r"^(?:k(\d+)(?:-(mean|random|pre|fresh))?(?:@(\d*\.?\d+))?|(first|last|prune)(\d+)"
+    r"|(zeroshot|majority|copy))$"
 )
 
 
@@ -44,6 +49,7 @@ class Arm:
     trained: bool = True  # zeroshot, majority and copy train nothing
     pretrained: bool = False  # starts from the bench's --init-from
     fresh: bool = False  # no pre-training phase (the task alone)
+    budget: float | None = None  # selective expansion: positions per prompt token
 
     @property
     def kind(self) -> str:
@@ -58,17 +64,19 @@ def parse_arm(name: str) -> Arm:
     m = _ARM.match(name)
     if not m:
         raise KTMError(
-            f"bad arm {name!r}: use k<K>, k<K>-fresh, k<K>-mean, k<K>-random, k<K>-pre, first<K>, "
-            "last<K>, "
-            "prune<K>, zeroshot, majority or copy (e.g. k4,k1,k4-mean,first4,prune4)"
+            f"bad arm {name!r}: use k<K>, k<K>-fresh, k<K>-mean, k<K>-random, k<K>-pre (each "
+            "with an optional @<budget>, e.g. k8@0.25), first<K>, last<K>, prune<K>, zeroshot, "
+            "majority or copy (e.g. k4,k1,k4-mean,first4,prune4)"
         )
-    k, variant, reduction, rk, fixed = m.groups()
+    k, variant, budget, reduction, rk, fixed = m.groups()
     if fixed:
         return Arm(name, trained=False)
     if reduction:
         return Arm(name, k=1, budget_k=int(rk), reduction=reduction)
     if int(k) < 1:
         raise KTMError(f"bad arm {name!r}: K must be >= 1")
+    if budget is not None and not (int(k) > 1 and 0 < float(budget) <= 1):
+        raise KTMError(f"bad arm {name!r}: a budget needs K > 1 and a share in (0, 1]")
     return Arm(
         name,
         k=int(k),
@@ -77,6 +85,7 @@ def parse_arm(name: str) -> Arm:
         merger_init="random" if variant == "random" else None,
         pretrained=variant == "pre",
         fresh=variant in ("fresh", "random"),
+        budget=float(budget) if budget is not None else None,
     )
 
 
@@ -91,8 +100,10 @@ def arm_config(base: RunConfig, name: str) -> RunConfig:
         k=arm.k,
         merger=arm.merger,
         merger_init=arm.merger_init or base.ktm.merger_init,
+        budget=arm.budget if arm.k > 1 else None,
     )
-    init_from = base.init_from if arm.pretrained else None
+    # ktm's recipe (k<K>) starts where `ktm train` would: the general merger if there is one
+    init_from = base.init_from if arm.pretrained else (None if not arm.fresh else NONE)
     cfg = dataclasses.replace(
         base,
         ktm=ktm,

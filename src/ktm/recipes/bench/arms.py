@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ...errors import KTMError
+from ...expansion import expanded_length
 from ...io_utils import write_json_atomic, write_text_atomic
 from ...packing import positions_read
 from ..data import load_stages
@@ -72,6 +73,23 @@ def _token_counts(tokenizer, examples, budget_k: int, reads_prompt: bool = True)
     tokens_in = sum(p + s for p, s in zip(prompts, suffixes))
     read = sum(positions_read(p, s, budget_k) for p, s in zip(prompts, suffixes))
     read = read if reads_prompt else 0
+    n = len(examples)
+    return {
+        "tokens_in": round(tokens_in / n, 1),
+        "tokens_out": round(read / n, 1),
+        "kept": read / tokens_in,
+    }
+
+
+def _expanded_counts(model, examples) -> dict:
+    """Mean prompt tokens given and positions read per example, counted from the layout the
+    model chooses with selective expansion."""
+    ids, suffixes = model.encode_prompts(
+        [e.model_prompt for e in examples], [e.suffix or "" for e in examples]
+    )
+    raw = model.raw_tokens(ids)
+    tokens_in = sum(len(p) + len(s) for p, s in zip(ids, suffixes))
+    read = sum(expanded_length(len(p), model.k, r) + len(s) for p, r, s in zip(ids, raw, suffixes))
     n = len(examples)
     return {
         "tokens_in": round(tokens_in / n, 1),
@@ -187,6 +205,8 @@ def run_arms(
             model = KTMModel.from_pretrained(
                 folder / "model", base_model=cfg.model, dtype=getattr(torch, cfg.dtype)
             )
+            if model.config.budget is not None:  # the layout depends on the ranking: count it
+                row.update(_expanded_counts(model, test))
             row["prefill_ms"] = round(_prefill_ms(model, test[:timing_examples], cfg), 2)
             row["steps"] = metrics.get("steps")
         rows.append(row)

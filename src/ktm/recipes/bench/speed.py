@@ -104,33 +104,40 @@ def time_decode(
     return (time.perf_counter() - t0) / steps, kv
 
 
-def merger_flops(model: KTMModel, tokens: int) -> float:
-    """Forward FLOPs of the merger over one prompt's ⌈tokens/K⌉ blocks (2·params per block)."""
-    return 2 * merged_length(tokens, model.k) * sum(p.numel() for p in model.merger.parameters())
+def merger_flops(model: KTMModel, tokens: int, positions: int | None = None) -> float:
+    """Forward FLOPs of the merger over one prompt's blocks (2·params per block): ⌈tokens/K⌉,
+    or at most ``positions`` with selective expansion."""
+    blocks = merged_length(tokens, model.k) if positions is None else positions
+    return 2 * blocks * sum(p.numel() for p in model.merger.parameters())
 
 
-def prefill_flops(model: KTMModel, tokens: int) -> float:
-    """Forward FLOPs of one prompt's prefill: 2·params per position in the linear layers, the
-    two attention matmuls (4·n²·d per layer), and the merger's MLP over the blocks."""
+def prefill_flops(model: KTMModel, tokens: int, positions: int | None = None) -> float:
+    """Forward FLOPs of one prompt's prefill at ``positions`` read (default ⌈tokens/K⌉):
+    2·params per position in the linear layers, the two attention matmuls (4·n²·d per
+    layer), and the merger's MLP over the blocks."""
     cfg = model.causal_lm.config.get_text_config()
     d, layers = cfg.hidden_size, cfg.num_hidden_layers
     embed = model.causal_lm.get_input_embeddings().weight.numel()
     linear = sum(p.numel() for n, p in model.causal_lm.named_parameters() if "lora" not in n)
     linear -= embed  # the input embedding is a lookup; the output layer is counted once below
-    n = merged_length(tokens, model.k)
+    n = merged_length(tokens, model.k) if positions is None else positions
     flops = 2 * n * linear + 2 * embed + layers * 4 * n * n * d  # logits only at the last one
-    return flops + merger_flops(model, tokens)
+    return flops + merger_flops(model, tokens, positions)
 
 
 def build_arms(
     base: str, ks: list[int], dtype: torch.dtype = torch.float32, **config
 ) -> dict[int, KTMModel]:
     """One KTMModel per K (paper-sized merger, LoRA attached and unmerged). ``config`` holds
-    other :class:`KTMConfig` fields; ``merger_context`` applies only where K > 1."""
+    other :class:`KTMConfig` fields; ``merger_context`` and ``budget`` apply only where K > 1."""
     arms = {}
     for k in ks:
         torch.manual_seed(0)
-        cfg = {**config, "merger_context": config.get("merger_context", 0) if k > 1 else 0}
+        cfg = {
+            **config,
+            "merger_context": config.get("merger_context", 0) if k > 1 else 0,
+            "budget": config.get("budget") if k > 1 else None,
+        }
         arms[k] = KTMModel.from_base(base, KTMConfig(k=k, merger_init="random", **cfg), dtype)
     return arms
 
@@ -185,9 +192,11 @@ def prefill_benchmark(
             ref = min(arms)
             base_ttft = statistics.median(t.ttft_s for t in times[ref])
             base_decode = statistics.median(decode[ref])
-            base_flops = prefill_flops(arms[ref], length)
+            with torch.no_grad():
+                read = {k: m.compress_ids([ids]).tokens_out[0] for k, m in arms.items()}
+            base_flops = prefill_flops(arms[ref], length, read[ref])
             for k, ts in times.items():
-                flops = prefill_flops(arms[k], length)
+                flops = prefill_flops(arms[k], length, read[k])
                 ttft = statistics.median(t.ttft_s for t in ts)
                 merge = statistics.median(t.merge_s for t in ts)
                 step_s = statistics.median(decode[k])
@@ -196,13 +205,15 @@ def prefill_benchmark(
                         "tokens": length,
                         "batch": bs,
                         "k": k,
-                        "positions": merged_length(length, k),
+                        "positions": read[k],
                         "ttft_s": round(ttft, 5),
                         "merge_s": round(merge, 5),
                         "prefill_s": round(statistics.median(t.prefill_s for t in ts), 5),
                         "merger_share": round(merge / ttft, 4),
                         # the share the merger's FLOPs alone imply: the floor of merger_share
-                        "merger_flops_share": round(merger_flops(arms[k], length) / flops, 4),
+                        "merger_flops_share": round(
+                            merger_flops(arms[k], length, read[k]) / flops, 4
+                        ),
                         "speedup_vs_k1": round(base_ttft / ttft, 3),
                         "flops_ratio_vs_k1": round(base_flops / flops, 3),
                         "decode_tokens_per_s": round(bs / step_s, 2),

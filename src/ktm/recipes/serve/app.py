@@ -12,6 +12,7 @@ import uuid
 
 from fastapi import Request
 
+from ...errors import KTMError
 from ...model import KTMModel
 from ...sampling import SamplingConfig
 from .batcher import Batcher, Job
@@ -94,14 +95,26 @@ def create_app(model: KTMModel, config: ServeConfig | None = None):
                 f"prompt has {n} tokens; this server takes at most {cfg.max_prompt_tokens}",
                 param="prompt",
             )
-        need = model.positions_needed(len(prompt_ids[0]), len(suffix_ids[0]), req.max_tokens)
+        if (req.budget is not None or req.budget_positions is not None) and model.k == 1:
+            return None, fail(400, "budget: selective expansion needs a model with K > 1",
+                              param="budget")  # fmt: skip
+        if req.budget is not None and req.budget_positions is not None:
+            return None, fail(400, "give budget or budget_positions, not both", param="budget")
+        try:
+            need = model.positions_needed(
+                len(prompt_ids[0]), len(suffix_ids[0]), req.max_tokens, req.budget,
+                req.budget_positions,
+            )  # fmt: skip
+        except KTMError as e:
+            return None, fail(400, str(e), param="budget_positions")
         limit = model.max_positions
         if limit is not None and need > limit:
             return None, fail(
                 400, f"prompt + max_tokens need {need} positions; the model has {limit}",
                 param="max_tokens",
             )  # fmt: skip
-        return Job(prompt_ids[0], suffix_ids[0], sampling_of(req)), None
+        job = Job(prompt_ids[0], suffix_ids[0], sampling_of(req), req.budget, req.budget_positions)
+        return job, None
 
     async def next_event(job: Job, request: Request, deadline: float):
         """The job's next event; ``("gone", None)`` once its client has left or

@@ -28,6 +28,8 @@ class Job:
     prompt_ids: list[int]
     suffix_ids: list[int]
     sampling: SamplingConfig
+    budget: float | None = None  # selective expansion (None and None: the model's own)
+    budget_positions: int | None = None
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     tokens_in: int = 0
     tokens_out: int = 0
@@ -95,8 +97,13 @@ class Batcher:
 
         try:
             self.batches += 1
+            raw = [
+                self.model.raw_tokens([j.prompt_ids], j.budget, j.budget_positions) for j in jobs
+            ]
             batch = self.model.compress_ids(
-                [j.prompt_ids for j in jobs], [j.suffix_ids for j in jobs]
+                [j.prompt_ids for j in jobs],
+                [j.suffix_ids for j in jobs],
+                raw=[r[0] if r is not None else None for r in raw],
             )
             limits = [j.sampling.max_new_tokens for j in jobs]
             base = jobs[0].sampling

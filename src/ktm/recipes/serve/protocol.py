@@ -33,6 +33,9 @@ class _Request(BaseModel):
     stream: bool = Field(False, strict=True)
     n: int = Field(1, ge=1, le=1, strict=True)
     stop: str | list[str] | None = None
+    # ktm extensions: selective expansion (a share of the prompt's tokens, or positions)
+    budget: float | None = Field(None, gt=0.0, le=1.0)
+    budget_positions: int | None = Field(None, ge=1, le=2**31, strict=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,65 @@
+"""Selective expansion in the model: rank a prompt's tokens and choose which stay raw within
+a budget of positions (the choice itself is :func:`ktm.expansion.choose_raw`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import KTMError
+from ..expansion import budget_positions as positions_within
+from ..expansion import choose_raw
+from ..token_scores import prior_surprisal, self_information
+
+
+class SelectiveMixin:
+    """Token scores and raw-token choices of a :class:`KTMModel` (mixed into it)."""
+
+    _prior: torch.Tensor | None = None
+
+    def token_scores(self, prompt_ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """(T,) per prompt: how worth keeping raw each token is, by ``config.expand_scorer``,
+        under the base model with the adapter off."""
+        if self.config.expand_scorer == "selfinfo":
+            with self.base_lm() as lm:
+                return self_information(lm, prompt_ids)
+        if self._prior is None:
+            tok = self.tokenizer
+            start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+            with self.base_lm() as lm:
+                self._prior = prior_surprisal(lm, start)
+        return [self._prior[torch.tensor(list(p), dtype=torch.long)] for p in prompt_ids]
+
+    def raw_tokens(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        budget: float | None = None,
+        budget_positions: int | None = None,
+    ) -> list[list[bool]] | None:
+        """Per prompt, True for each token kept raw; None when nothing is (no budget).
+
+        ``budget`` (a share of each prompt's tokens) or ``budget_positions`` (positions per
+        prompt) override ``config.budget``.
+        """
+        if budget is not None and budget_positions is not None:
+            raise KTMError("give budget (a share of the prompt) or budget_positions, not both")
+        if budget is not None and not (
+            isinstance(budget, int | float) and not isinstance(budget, bool) and 0 < budget <= 1
+        ):
+            raise KTMError(f"budget must be a share of the prompt in (0, 1], got {budget!r}")
+        if budget_positions is not None and (
+            isinstance(budget_positions, bool)
+            or not isinstance(budget_positions, int)
+            or budget_positions < 1
+        ):
+            raise KTMError(f"budget_positions must be a positive integer, got {budget_positions!r}")
+        if budget is None and budget_positions is None:
+            budget = self.config.budget
+        if budget is None and budget_positions is None:
+            return None
+        if self.k == 1:
+            raise KTMError("selective expansion needs K > 1: at K = 1 every token is raw")
+        limits = [positions_within(len(p), self.k, budget, budget_positions) for p in prompt_ids]
+        scores = self.token_scores(prompt_ids)
+        return [choose_raw(s, self.k, n) for s, n in zip(scores, limits)]

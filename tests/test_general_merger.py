@@ -1,0 +1,122 @@
+"""General mergers: task runs start from the one that fits their base model and K, say so,
+and pre-train on their own prompts otherwise; the general corpus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ktm import KTMConfig, KTMModel
+from ktm.cli import main
+from ktm.recipes.corpus import general_texts
+
+
+@pytest.fixture(scope="module")
+def general_dir(tiny_model_dir, tmp_path_factory):
+    """A folder of general mergers for the tiny model: K = 4 with LoRA r 4 (the default)."""
+    folder = tmp_path_factory.mktemp("mergers")
+    torch.manual_seed(1)
+    model = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
+    with torch.no_grad():
+        model.merger.mlp[-1].weight.normal_(0, 0.02)  # not the fresh init: a start to spot
+    model.save_pretrained(folder / "tiny-k4")
+    return folder
+
+
+def _train(tiny_model_dir, data, out, *extra):
+    return main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
+                 "--steps", "1", "--batch-size", "2", "--no-progress", "--out", str(out),
+                 *extra])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    data = tmp_path_factory.mktemp("trees")
+    args = ["data", "tree", "--train-trees", "8", "--test-trees", "2", "--out", str(data)]
+    assert main(args) == 0
+    return data
+
+
+def test_task_run_starts_from_the_general_merger(
+    general_dir, tiny_model_dir, trees, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("KTM_MERGERS", str(general_dir))
+    assert _train(tiny_model_dir, trees, tmp_path / "r") == 0
+    err = capsys.readouterr().err
+    assert f"starting from the general merger {general_dir / 'tiny-k4'}" in err
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["init_from"] == str(general_dir / "tiny-k4")
+    assert not (tmp_path / "r" / "pretrain").exists()  # no pre-training on the task's prompts
+    assert saved["train"]["lr"] == 3e-4  # the fine-tuning rate of a pre-trained start
+
+
+def test_a_mismatching_general_merger_is_named_and_not_used(
+    general_dir, tiny_model_dir, trees, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("KTM_MERGERS", str(general_dir))
+    assert _train(tiny_model_dir, trees, tmp_path / "r", "--lora-r", "8") == 0
+    err = capsys.readouterr().err
+    assert "no general merger" in err and "lora_r 4 (yours 8)" in err
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["init_from"] is None
+    assert (tmp_path / "r" / "pretrain").is_dir()  # the task's own pre-training instead
+
+
+def test_init_from_none_opts_out(general_dir, tiny_model_dir, trees, tmp_path, monkeypatch):
+    monkeypatch.setenv("KTM_MERGERS", str(general_dir))
+    assert _train(tiny_model_dir, trees, tmp_path / "r", "--init-from", "none") == 0
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["init_from"] == "none"
+    assert (tmp_path / "r" / "pretrain").is_dir()
+
+
+def test_a_general_merger_of_another_k_given_by_hand_is_refused(
+    general_dir, tiny_model_dir, trees, tmp_path, capsys
+):
+    other = str(general_dir / "tiny-k4")
+    code = main(["train", "--model", str(tiny_model_dir), "--data", str(trees), "--k", "2",
+                 "--steps", "1", "--batch-size", "2", "--no-progress", "--init-from", other,
+                 "--out", str(tmp_path / "r")])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "tiny-k4" in err and "k" in err and "Traceback" not in err
+
+
+def test_bench_recipe_arm_uses_it_and_fresh_arms_do_not(
+    general_dir, tiny_model_dir, trees, tmp_path, monkeypatch
+):
+    from ktm.config import KTMConfig as C
+    from ktm.recipes.bench.arm_spec import arm_config
+    from ktm.recipes.data import DataConfig
+    from ktm.recipes.run_config import RunConfig
+    from ktm.training import TrainConfig
+
+    monkeypatch.setenv("KTM_MERGERS", str(general_dir))
+    base = RunConfig(str(tiny_model_dir), C(), TrainConfig(), DataConfig())
+    assert arm_config(base, "k4").resolved().init_from == str(general_dir / "tiny-k4")
+    assert arm_config(base, "k4-fresh").resolved().start_from is None
+    assert arm_config(base, "k2").resolved().init_from is None  # none for K = 2
+
+
+def test_general_corpus_mixes_its_sources_and_is_deterministic(tmp_path):
+    texts, counts = general_texts(chars_per_source=3000, data_dir=str(tmp_path))
+    assert set(counts) == {"prose", "trees", "tables"}  # no data folder: no reviews or code
+    assert all(2000 <= n <= 4000 for n in counts.values())
+    assert texts == general_texts(chars_per_source=3000, data_dir=str(tmp_path))[0]
+    assert any(t.startswith("Tree: +") for t in texts[:3])  # interleaved from the start
+    reviews = tmp_path / "amazon_reviews"
+    reviews.mkdir()
+    (reviews / "train.jsonl").write_text(json.dumps({"text": "Great shoes, very comfy."}) + "\n")
+    _, counts = general_texts(chars_per_source=3000, data_dir=str(tmp_path))
+    assert counts["reviews"] == len("Great shoes, very comfy.")
+
+
+def test_pretrain_on_the_general_corpus(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("KTM_DATA_DIR", raising=False)
+    out = tmp_path / "g"
+    assert main(["pretrain", "--model", str(tiny_model_dir), "--corpus", "general", "--k", "4",
+                 "--steps", "2", "--batch-size", "2", "--chunk-tokens", "16", "--max-chunks",
+                 "40", "--holdout-chunks", "4", "--k-warmup-steps", "0", "--no-progress",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["corpus"] == "general"
+    assert (out / "model" / "merger.safetensors").is_file()
