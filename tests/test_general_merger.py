@@ -120,3 +120,33 @@ def test_pretrain_on_the_general_corpus(tiny_model_dir, tmp_path, monkeypatch):
                  "--out", str(out)]) == 0  # fmt: skip
     assert json.loads((out / "config.json").read_text())["corpus"] == "general"
     assert (out / "model" / "merger.safetensors").is_file()
+
+
+def test_bundled_merger_is_bf16_and_task_runs_start_from_it(
+    tiny_model_dir, trees, tmp_path, monkeypatch, script, capsys
+):
+    import sys
+
+    from safetensors.torch import load_file
+
+    run = tmp_path / "pre"
+    assert main(["pretrain", "--model", str(tiny_model_dir), "--task", "tree", "--data", str(trees),
+                 "--k", "4", "--steps", "2", "--batch-size", "2", "--chunk-tokens", "16",
+                 "--holdout-chunks", "2", "--k-warmup-steps", "0", "--no-progress",
+                 "--out", str(run)]) == 0  # fmt: skip
+    into = tmp_path / "bundles"
+    monkeypatch.setattr(sys, "argv", ["bundle", str(run), "tiny-k4", "--into", str(into)])
+    script("bundle_general_merger").main()
+    assert "MB" in capsys.readouterr().out
+    weights = load_file(into / "tiny-k4" / "merger.safetensors")
+    assert all(v.dtype == torch.bfloat16 for v in weights.values())
+    assert json.loads((into / "tiny-k4" / "provenance.json").read_text())["steps"] == 2
+    monkeypatch.setenv("KTM_MERGERS", str(into))
+    assert _train(tiny_model_dir, trees, tmp_path / "r") == 0
+    assert "starting from the general merger" in capsys.readouterr().err
+    model = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
+    from ktm.recipes.start import init_from
+
+    init_from(model, into / "tiny-k4")
+    expected = weights["mlp.0.weight"].float()
+    assert torch.equal(model.merger.mlp[0].weight.detach(), expected)

@@ -1,0 +1,67 @@
+"""Turn a finished general pre-training (``ktm pretrain --corpus general``) into a general
+merger ktm ships: its merger and LoRA weights in bfloat16 (half the size; task runs train them
+on in float32), under ``src/ktm/pretrained/NAME/``, with the run's provenance beside it.
+
+    python scripts/bundle_general_merger.py runs/general-k4 smollm2-135m-k4
+
+The run's model folder (``RUN/model``) or a checkpoint (``RUN/checkpoints/step-N``) is read;
+the bundle's size is printed (the package keeps each under 25 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ktm.io_utils import read_json
+from ktm.model import KTMModel
+from ktm.recipes.general_merger import BUNDLED
+from ktm.recipes.start import init_from, model_folder
+
+LIMIT_MB = 25
+
+
+def to_bf16(path: Path) -> None:
+    state = load_file(path)
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in state.items()}, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="the pre-training run folder, or one of its checkpoints")
+    parser.add_argument("name", help="the bundle's folder name, e.g. smollm2-135m-k4")
+    parser.add_argument("--into", default=str(BUNDLED), help="folder of bundles")
+    args = parser.parse_args()
+    source = Path(args.source)
+    checkpoint = source if "checkpoints" in source.parts else None
+    run = source.parent.parent if checkpoint else source
+    cfg = read_json(run / "config.json", "run config")
+    from ktm.config import KTMConfig
+
+    model = KTMModel.from_base(cfg["model"], KTMConfig.from_dict(cfg["ktm"]))
+    init_from(model, checkpoint or model_folder(run))
+    out = Path(args.into) / args.name
+    if out.exists():
+        shutil.rmtree(out)
+    model.save_pretrained(out)
+    for f in out.rglob("*.safetensors"):
+        to_bf16(f)
+    metrics = run / "metrics.json"
+    provenance = {
+        "source": str(source),
+        "steps": int(checkpoint.name.split("-")[-1]) if checkpoint else cfg["train"]["steps"],
+        "pretrain_config": cfg,
+        "metrics": read_json(metrics, "metrics") if metrics.is_file() else None,
+    }
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
+    print(f"{out}: {size:.1f} MB" + (f" — over the {LIMIT_MB} MB limit" if size > LIMIT_MB else ""))
+
+
+if __name__ == "__main__":
+    main()
