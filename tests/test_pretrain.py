@@ -513,3 +513,17 @@ def test_too_little_text_skips_the_default_pretraining_but_not_an_explicit_one(
     assert "skipped" in json.loads((tmp_path / "auto" / "metrics.json").read_text())["pretrain"]
     assert main(base + ["--pretrain-steps", "2", "--out", str(tmp_path / "asked")]) == 2
     assert "tokens" in capsys.readouterr().err
+
+
+def test_continuation_examples_mix_evenly():
+    from ktm.model import RECONSTRUCT_MARKER
+    from ktm.recipes.pretrain_text import reconstruction_examples
+
+    chunks = [f"chunk {i}" for i in range(10)]
+    plain = reconstruction_examples(chunks)
+    assert all(e.answer == e.prompt and e.suffix == RECONSTRUCT_MARKER for e in plain)
+    mixed = reconstruction_examples(chunks, continuation=0.5)
+    cont = [i for i, e in enumerate(mixed) if e.answer != e.prompt]
+    assert cont == [0, 2, 4, 6, 8]
+    assert all(mixed[i].answer == chunks[i + 1] and not mixed[i].suffix for i in cont)
+    assert sum(e.answer != e.prompt for e in reconstruction_examples(chunks, 1.0)) == 9

@@ -80,6 +80,11 @@ class PretrainConfig:
         "every task on this base model starts from",
     )
     text_field: str = option("text", help="the JSONL field holding the text")
+    continuation: float = option(
+        0.0,
+        help="share of the training chunks posed as continuation (the LM goes on with the "
+        "next chunk after the compressed one) instead of reconstruction",
+    )
     chunk_tokens: int = option(64, help="tokens per chunk")
     max_chunks: int = option(20000, help="chunks read at most")
     holdout_chunks: int = option(
@@ -103,6 +108,9 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if not self.texts and self.data is None and self.corpus is None:
             raise KTMError("give text files (--text), a task (--task) or --corpus general")
+        c = self.continuation
+        if isinstance(c, bool) or not isinstance(c, int | float) or not 0 <= c <= 1:
+            raise KTMError(f"continuation must be a share in [0, 1], got {c!r}")
         if self.corpus is not None and self.corpus not in CORPORA:
             raise KTMError(f"corpus must be one of {', '.join(CORPORA)}, got {self.corpus!r}")
         m = self.ktm
@@ -236,7 +244,7 @@ def run_pretraining(
         init_from(model, lora_from, lora_only=True)
     cfg.train.progress = progress
     held = reconstruction_examples(chunks[:holdout])
-    examples = reconstruction_examples(chunks[holdout:])
+    examples = reconstruction_examples(chunks[holdout:], cfg.continuation)
     passes = cfg.train.steps * cfg.train.batch_size / len(examples)  # batch_size: per step
     if passes > MANY_PASSES and state.is_main_process and not resume:
         # Read that often, a few hundred chunks of tree prompts did not carry to new trees;

@@ -66,9 +66,19 @@ def text_chunks(tokenizer, texts: Sequence[str], chunk_tokens: int, max_chunks: 
     return chunks
 
 
-def reconstruction_examples(chunks: Sequence[str]) -> list[Example]:
-    """Each chunk is compressed, then repeated after the marker."""
-    return [Example(prompt=c, answer=c, suffix=RECONSTRUCT_MARKER) for c in chunks]
+def reconstruction_examples(chunks: Sequence[str], continuation: float = 0.0) -> list[Example]:
+    """Each chunk is compressed, then repeated after the marker; or, for a ``continuation``
+    share of them (every chunk whose running share falls behind it, so the mix is even), the
+    chunk is compressed and the LM goes on with the next chunk of the text, as language
+    modelling over a compressed context (ICAE's second objective)."""
+    out, taken = [], 0
+    for i, c in enumerate(chunks):
+        if i + 1 < len(chunks) and taken < continuation * (i + 1):
+            taken += 1
+            out.append(Example(prompt=c, answer=chunks[i + 1]))
+        else:
+            out.append(Example(prompt=c, answer=c, suffix=RECONSTRUCT_MARKER))
+    return out
 
 
 def reconstruction_nll(model: KTMModel, examples, batch_size: int = 16) -> dict:
