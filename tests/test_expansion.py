@@ -74,7 +74,7 @@ def test_model_reports_positions_within_the_budget(make_model):
 
 def test_kept_tokens_are_the_ones_the_scorer_ranks_highest(make_model):
     for scorer in ("prior", "selfinfo"):
-        model = make_model(k=4, expand_scorer=scorer, budget=0.5)
+        model = make_model(k=4, token_scorer=scorer, budget=0.5)
         ids, _ = model.encode_prompts(PROMPTS)
         scores = model.token_scores(ids)
         batch = model.compress(PROMPTS)

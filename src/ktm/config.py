@@ -14,7 +14,8 @@ MERGERS = ("mlp", "mean")
 MERGER_INITS = ("mean", "random")
 MERGER_NORMS = ("none", "token")
 POSITIONS = ("compact", "spread")
-SCORERS = ("prior", "selfinfo")  # token rankings for selective expansion, see ktm.token_scores
+SCORERS = ("prior", "selfinfo")  # token rankings (expansion, select pooling): ktm.token_scores
+POOLS = ("mean", "select")
 REDUCTIONS = ("first", "last", "prune")  # token-space baselines, see ktm.tasks.token_budget
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
 # Ranges beyond which a value is a typo or an attack: a model folder's config is checked
@@ -53,6 +54,13 @@ class KTMConfig:
         help="mean: the MLP's last layer starts at zero, so the merger starts as the block "
         "mean; random: the paper's init",
     )
+    merger_pool: str = option(
+        "mean",
+        choices=POOLS,
+        help="the merged embedding's base, to which the MLP adds: mean: the block mean (the "
+        "paper's); select: the block's highest-ranked token (--token-scorer), so an untrained "
+        "merger hands the LM real tokens, one per block",
+    )
     merger_norm: str = option(
         "none",
         choices=MERGER_NORMS,
@@ -76,12 +84,12 @@ class KTMConfig:
         "0.3 at K = 4: the highest-ranked tokens stay raw and the rest are merged, in at most "
         "0.3 T positions for T tokens (default: every block merged)",
     )
-    expand_scorer: str = option(
+    token_scorer: str = option(
         "prior",
         choices=SCORERS,
-        help="what ranks tokens for selective expansion: prior: -log p(token | start of text) "
-        "under the base model (free at inference); selfinfo: -log p(token | the tokens "
-        "before it) (a pass of the base model over the prompt)",
+        help="what ranks tokens for selective expansion and select pooling: prior: -log "
+        "p(token | start of text) under the base model (free at inference); selfinfo: -log "
+        "p(token | the tokens before it) (a pass of the base model over the prompt)",
     )
     lora_r: int = option(4, help="LoRA rank (0: no LoRA)")
     lora_alpha: float = option(16, help="LoRA alpha")
@@ -129,9 +137,13 @@ class KTMConfig:
                 raise KTMError(
                     "budget (selective expansion) needs K > 1: at K = 1 every token is raw"
                 )
-        if self.expand_scorer not in SCORERS:
+        if self.token_scorer not in SCORERS:
             raise KTMError(
-                f"expand_scorer must be one of {', '.join(SCORERS)}, got {self.expand_scorer!r}"
+                f"token_scorer must be one of {', '.join(SCORERS)}, got {self.token_scorer!r}"
+            )
+        if self.merger_pool not in POOLS:
+            raise KTMError(
+                f"merger_pool must be one of {', '.join(POOLS)}, got {self.merger_pool!r}"
             )
         if self.positions not in POSITIONS:
             raise KTMError(

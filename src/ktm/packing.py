@@ -124,6 +124,7 @@ def pack(
     device: torch.device | str = "cpu",
     positions: str = "compact",
     raw: Sequence[Sequence[bool] | None] | None = None,
+    scores: Sequence[torch.Tensor] | None = None,
 ) -> CompressedBatch:
     """Embed, merge and lay out a batch.
 
@@ -139,6 +140,7 @@ def pack(
         positions: ``"compact"`` or ``"spread"`` position ids (see the module doc).
         raw: per row, True for each prompt token kept as itself (selective expansion);
             None: every block merged.
+        scores: per row, (T,) token scores for a merger that pools by them (``select``).
     """
     b = len(prompt_ids)
     suffix_ids = suffix_ids if suffix_ids is not None else [[] for _ in range(b)]
@@ -159,7 +161,13 @@ def pack(
     slot_mask = idx >= 0
     padded = torch.cat([prompt_embeds, prompt_embeds.new_zeros(1, d)])
     blocks = padded[idx]  # -1 picks the zero row at the end
-    merged = merger(blocks, slot_mask) if idx.shape[0] else prompt_embeds.new_zeros(0, d)
+    if not idx.shape[0]:
+        merged = prompt_embeds.new_zeros(0, d)
+    elif scores is not None:
+        flat = torch.cat([*(s.float() for s in scores), torch.zeros(1)]).to(device)
+        merged = merger(blocks, slot_mask, flat[idx])
+    else:
+        merged = merger(blocks, slot_mask)
 
     # One source table [merged blocks, prompt tokens, tails, zero row], then a (B, N) gather.
     n_merged, n_prompt = merged.shape[0], prompt_embeds.shape[0]

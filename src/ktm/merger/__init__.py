@@ -39,8 +39,10 @@ def build_merger(config: KTMConfig, hidden_size: int) -> nn.Module:
             f"{config.hidden_factor}, merger_context={config.merger_context}, hidden size "
             f"{hidden_size}); ktm builds at most {MAX_PARAMETERS:,}: lower them"
         )
-    if config.k == 1 or config.merger == "mean":
-        return MeanMerger(config.k, hidden_size)
+    if config.k == 1:
+        return MeanMerger(1, hidden_size)
+    if config.merger == "mean":
+        return MeanMerger(config.k, hidden_size, config.merger_pool)
     return MLPMerger(
         config.k,
         hidden_size,
@@ -48,4 +50,5 @@ def build_merger(config: KTMConfig, hidden_size: int) -> nn.Module:
         config.merger_init,
         config.merger_norm,
         config.merger_context,
+        config.merger_pool,
     )

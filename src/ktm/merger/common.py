@@ -24,6 +24,31 @@ def masked_block_mean(blocks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (blocks * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
+def select_token(blocks: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """The real token of each block that ``scores`` ranks highest (the first on a tie).
+
+    Args:
+        blocks: (N, K, d) embeddings; mask: (N, K) bool; scores: (N, K), higher = keep.
+    Returns:
+        (N, d): one of each block's own token embeddings, unchanged.
+    """
+    ranked = scores.float().masked_fill(~mask, float("-inf"))
+    pick = ranked.argmax(dim=1)  # the first maximum
+    return blocks[torch.arange(blocks.shape[0], device=blocks.device), pick]
+
+
+def pool_block(
+    blocks: torch.Tensor, mask: torch.Tensor, pool: str, scores: torch.Tensor | None
+) -> torch.Tensor:
+    """A block's base embedding: its mean (``pool="mean"``) or its highest-ranked token
+    (``"select"``, which needs ``scores``): (N, K, d), (N, K), (N, K) -> (N, d)."""
+    if pool == "select":
+        if scores is None:
+            raise ValueError("select pooling needs token scores")
+        return select_token(blocks, mask, scores)
+    return masked_block_mean(blocks, mask)
+
+
 def match_token_norm(
     merged: torch.Tensor, blocks: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import masked_block_mean, match_token_norm
+from .common import match_token_norm, pool_block
 
 
 class MLPMerger(nn.Module):
@@ -26,10 +26,12 @@ class MLPMerger(nn.Module):
         init: str = "mean",
         norm: str = "none",
         context: int = 0,
+        pool: str = "mean",
     ) -> None:
         super().__init__()
         self.k = k
         self.context = context
+        self.pool = pool
         self.hidden_size = hidden_size
         self.norm = norm
         width = k * hidden_size
@@ -45,8 +47,12 @@ class MLPMerger(nn.Module):
             nn.init.zeros_(self.mlp[-1].weight)
             nn.init.zeros_(self.mlp[-1].bias)
 
-    def forward(self, blocks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(N, C + K, d), (N, C + K) -> (N, d), in the dtype of ``blocks``.
+    def forward(
+        self, blocks: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(N, C + K, d), (N, C + K)[, (N, C + K) token scores] -> (N, d), in the dtype of
+        ``blocks``. The MLP adds to the block's mean, or with ``pool="select"`` to its
+        highest-ranked token.
 
         The first C slots are the context (zero and masked out before the prompt starts).
         The merger computes in its own dtype (fp32 by default, also under a bf16 base model).
@@ -54,7 +60,8 @@ class MLPMerger(nn.Module):
         x = blocks.to(self.mlp[0].weight.dtype)
         flat = x.reshape(x.shape[0], (self.context + self.k) * self.hidden_size)
         own, own_mask = x[:, self.context :], mask[:, self.context :]
-        out = masked_block_mean(own, own_mask) + self.mlp(flat)
+        own_scores = scores[:, self.context :] if scores is not None else None
+        out = pool_block(own, own_mask, self.pool, own_scores) + self.mlp(flat)
         if self.norm == "token":
             out = match_token_norm(out, own, own_mask)
         return out.to(blocks.dtype)

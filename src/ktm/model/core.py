@@ -211,8 +211,10 @@ class KTMModel(LossesMixin, GenerationMixin, SelectiveMixin, ArtifactsMixin, nn.
         keeping the highest-ranked tokens raw within a budget (``config.budget``, or
         ``budget`` / ``budget_positions`` here; see :meth:`raw_tokens`), or the tokens
         ``raw`` marks, per prompt, when given."""
+        pooled = self.k > 1 and self.config.merger_pool == "select"
+        scores = self.token_scores(prompt_ids) if pooled else None
         if raw is None:
-            raw = self.raw_tokens(prompt_ids, budget, budget_positions)
+            raw = self.raw_tokens(prompt_ids, budget, budget_positions, scores)
         return pack(
             self.embed,
             self.merger,
@@ -223,6 +225,7 @@ class KTMModel(LossesMixin, GenerationMixin, SelectiveMixin, ArtifactsMixin, nn.
             self.device,
             self.config.positions,
             raw,
+            scores,
         )
 
     @contextmanager

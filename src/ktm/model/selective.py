@@ -19,9 +19,9 @@ class SelectiveMixin:
     _prior: torch.Tensor | None = None
 
     def token_scores(self, prompt_ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-        """(T,) per prompt: how worth keeping raw each token is, by ``config.expand_scorer``,
+        """(T,) per prompt: how worth keeping raw each token is, by ``config.token_scorer``,
         under the base model with the adapter off."""
-        if self.config.expand_scorer == "selfinfo":
+        if self.config.token_scorer == "selfinfo":
             with self.base_lm() as lm:
                 return self_information(lm, prompt_ids)
         if self._prior is None:
@@ -36,11 +36,13 @@ class SelectiveMixin:
         prompt_ids: Sequence[Sequence[int]],
         budget: float | None = None,
         budget_positions: int | None = None,
+        scores: list[torch.Tensor] | None = None,
     ) -> list[list[bool]] | None:
         """Per prompt, True for each token kept raw; None when nothing is (no budget).
 
         ``budget`` (a share of each prompt's tokens) or ``budget_positions`` (positions per
-        prompt) override ``config.budget``.
+        prompt) override ``config.budget``; ``scores`` are the prompts' token scores when
+        already computed.
         """
         if budget is not None and budget_positions is not None:
             raise KTMError("give budget (a share of the prompt) or budget_positions, not both")
@@ -61,5 +63,5 @@ class SelectiveMixin:
         if self.k == 1:
             raise KTMError("selective expansion needs K > 1: at K = 1 every token is raw")
         limits = [positions_within(len(p), self.k, budget, budget_positions) for p in prompt_ids]
-        scores = self.token_scores(prompt_ids)
+        scores = scores if scores is not None else self.token_scores(prompt_ids)
         return [choose_raw(s, self.k, n) for s, n in zip(scores, limits)]

@@ -1,0 +1,92 @@
+"""Select pooling: a merged block starts from its highest-ranked token instead of its mean."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ktm import KTMConfig, KTMError, KTMModel
+from ktm.merger import MeanMerger, MLPMerger
+from ktm.merger.common import select_token
+
+PROMPTS = [
+    "Tree: +AB\n++CD\n++EF\n+++GH, Task: Parent/Child Relationship, Parent: CD, Child: GH",
+    "The quick brown fox jumps over the lazy dog.",
+]
+
+
+def test_select_token_picks_the_top_real_slot():
+    blocks = torch.arange(2 * 3 * 2, dtype=torch.float).reshape(2, 3, 2)
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    scores = torch.tensor([[0.0, 1.0, 9.0], [5.0, 5.0, 1.0]])  # a masked 9; a tie: the first
+    out = select_token(blocks, mask, scores)
+    assert torch.equal(out, torch.stack([blocks[0, 1], blocks[1, 0]]))
+
+
+@pytest.mark.parametrize("merger", ["mean", "mlp"])
+def test_untrained_select_merger_hands_the_lm_the_top_token_of_each_block(make_model, merger):
+    model = make_model(k=4, merger=merger, merger_pool="select")
+    ids, _ = model.encode_prompts(PROMPTS)
+    scores = model.token_scores(ids)
+    batch = model.compress(PROMPTS)
+    for i, p in enumerate(ids):
+        n = -(-len(p) // 4)
+        row = batch.embeds[i][batch.attention_mask[i].bool()]
+        assert row.shape[0] == n
+        for j in range(n):
+            block = slice(4 * j, min(4 * j + 4, len(p)))
+            top = 4 * j + int(torch.argmax(scores[i][block]))
+            assert torch.equal(row[j], model.embed(torch.tensor(p[top])))
+
+
+def test_select_pool_batch_invariance_cache_and_round_trip(make_model, tmp_path):
+    model = make_model(k=4, merger_pool="select", merger_init="random").eval()
+    together = model.next_token_logits(PROMPTS)
+    for i, p in enumerate(PROMPTS):
+        torch.testing.assert_close(model.next_token_logits([p])[0], together[i], atol=1e-4,
+                                   rtol=1e-4)  # fmt: skip
+    ids = model.tokenize(PROMPTS[:1], special=True)[0]
+    cached = model.generate_ids(model.compress_ids([ids]), None)[0][:4]
+    again: list[int] = []
+    with torch.no_grad():
+        for _ in range(len(cached)):
+            hidden, _ = model.hidden_states(model.compress_ids([ids], [again]))
+            again.append(int(model.head(hidden[:, -1]).argmax(-1)))
+    assert again == cached
+    model.save_pretrained(tmp_path / "m")
+    back = KTMModel.from_pretrained(tmp_path / "m")
+    assert back.config.merger_pool == "select"
+    torch.testing.assert_close(back.next_token_logits(PROMPTS), together)
+
+
+def test_select_pool_trains(make_model):
+    model = make_model(k=4, merger_pool="select", lora_r=4)
+    ids, _ = model.encode_prompts(PROMPTS)
+    answers = model.encode_answers(["yes", "no"])
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    losses = []
+    for _ in range(8):
+        loss = model.answer_nll(ids, answers)
+        losses.append(float(loss.detach()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses[-1] < losses[0]
+    assert model.merger.mlp[-1].weight.abs().sum() > 0  # the MLP on top learns too
+
+
+def test_k1_and_bad_pool():
+    with pytest.raises(KTMError, match="merger_pool"):
+        KTMConfig(merger_pool="max")
+    assert isinstance(MeanMerger(4, 8, "select"), MeanMerger)
+    assert MLPMerger(4, 8, 1.0, pool="select").pool == "select"
+
+
+def test_k1_with_select_pool_equals_the_base_model(make_model, tiny_base):
+    model = make_model(k=1, merger_pool="select", lora_r=0)
+    lm, tok = tiny_base()
+    ids = tok(PROMPTS[:1])["input_ids"]
+    expected = lm(input_ids=torch.tensor(ids)).logits[0, -1]
+    torch.testing.assert_close(model.next_token_logits(PROMPTS[:1])[0], expected, atol=1e-4,
+                               rtol=1e-4)  # fmt: skip
