@@ -90,3 +90,34 @@ def test_k1_with_select_pool_equals_the_base_model(make_model, tiny_base):
     expected = lm(input_ids=torch.tensor(ids)).logits[0, -1]
     torch.testing.assert_close(model.next_token_logits(PROMPTS[:1])[0], expected, atol=1e-4,
                                rtol=1e-4)  # fmt: skip
+
+
+def test_idf_scorer_ranks_template_words_low_and_travels_with_the_model(make_model, tmp_path):
+    from ktm.token_scores import fit_idf
+
+    idf = fit_idf([[1, 2, 3], [1, 2], [1, 4]], 6)
+    assert idf[1] == 0 and idf[4] > idf[2] > 0 and idf[5] == idf.max()  # unseen: the rarest
+    model = make_model(k=4, token_scorer="idf", merger_pool="select")
+    with pytest.raises(KTMError, match="fit_token_idf"):
+        model.compress(PROMPTS)
+    model.fit_token_idf(PROMPTS)
+    ids, _ = model.encode_prompts(PROMPTS)
+    scores = model.token_scores(ids)
+    shared = set(ids[0]) & set(ids[1])
+    assert all(float(scores[0][j]) < float(scores[0].max()) for j, t in enumerate(ids[0])
+               if t in shared)  # fmt: skip
+    model.save_pretrained(tmp_path / "m")
+    back = KTMModel.from_pretrained(tmp_path / "m")
+    assert torch.equal(back.token_idf, model.token_idf)
+    torch.testing.assert_close(back.next_token_logits(PROMPTS), model.next_token_logits(PROMPTS))
+
+
+def test_train_fits_the_idf_table(train_on_trees):
+    from safetensors.torch import load_file
+
+    run = train_on_trees("--k", "4", "--steps", "1", "--token-scorer", "idf",
+                         "--merger-pool", "select", "--pretrain-steps", "0")  # fmt: skip
+    idf = load_file(run / "model" / "token_idf.safetensors")["idf"]
+    back = KTMModel.from_pretrained(run / "model")
+    ids = back.tokenize([" Task"])[0]
+    assert float(idf[ids[0]]) < 0.1  # a template word of every tree prompt

@@ -14,7 +14,11 @@ MERGERS = ("mlp", "mean")
 MERGER_INITS = ("mean", "random")
 MERGER_NORMS = ("none", "token")
 POSITIONS = ("compact", "spread")
-SCORERS = ("prior", "selfinfo")  # token rankings (expansion, select pooling): ktm.token_scores
+SCORERS = (
+    "prior",
+    "selfinfo",
+    "idf",
+)  # token rankings (expansion, select pooling): ktm.token_scores
 POOLS = ("mean", "select")
 REDUCTIONS = ("first", "last", "prune")  # token-space baselines, see ktm.tasks.token_budget
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
@@ -89,7 +93,9 @@ class KTMConfig:
         choices=SCORERS,
         help="what ranks tokens for selective expansion and select pooling: prior: -log "
         "p(token | start of text) under the base model (free at inference); selfinfo: -log "
-        "p(token | the tokens before it) (a pass of the base model over the prompt)",
+        "p(token | the tokens before it) (a pass of the base model over the prompt); idf: "
+        "rarity across the training prompts (a template's words score 0; fitted by the run "
+        "and saved with the model)",
     )
     lora_r: int = option(4, help="LoRA rank (0: no LoRA)")
     lora_alpha: float = option(16, help="LoRA alpha")

@@ -3,7 +3,9 @@ selective expansion (:mod:`ktm.expansion`) rank tokens by.
 
 - ``self_information``: −log p(t_i | t_<i), exact but a full forward pass over the prompt;
 - ``prior_surprisal``: −log p(t | start of text), one forward pass of a single token per
-  model, then a table look-up per token: free at inference, blind to context.
+  model, then a table look-up per token: free at inference, blind to context;
+- ``fit_idf``: inverse document frequency over a set of prompts (a task's training prompts):
+  a token in every prompt (a template's words) scores 0, a rare one high; a look-up too.
 """
 
 from __future__ import annotations
@@ -48,3 +50,11 @@ def prior_surprisal(causal_lm: torch.nn.Module, start_id: int) -> torch.Tensor:
     ids = torch.tensor([[start_id]], device=device)
     logits = causal_lm(input_ids=ids).logits[0, -1].float()
     return -logits.log_softmax(-1).cpu()
+
+
+def fit_idf(prompt_ids: Sequence[Sequence[int]], vocab_size: int) -> torch.Tensor:
+    """(V,) log((N + 1) / (df + 1)) over the N prompts; df: prompts holding the token."""
+    df = torch.zeros(vocab_size)
+    for p in prompt_ids:
+        df[torch.tensor(sorted(set(p)), dtype=torch.long)] += 1
+    return torch.log((len(prompt_ids) + 1) / (df + 1))

@@ -24,6 +24,7 @@ from .trust import check_links, check_saved_base
 
 CONFIG_NAME = "ktm_config.json"
 MERGER_NAME = "merger.safetensors"
+IDF_NAME = "token_idf.safetensors"  # the idf scorer's table, when the model has one
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 BASE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")
@@ -187,6 +188,8 @@ class ArtifactsMixin:
             save_file(state, str(tmp / MERGER_NAME), metadata={"format": "pt"})
             if hasattr(self.lm, "peft_config"):
                 self.lm.save_pretrained(str(tmp / ADAPTER_DIR), save_embedding_layers=False)
+            if self.token_idf is not None:
+                save_file({"idf": self.token_idf.contiguous()}, str(tmp / IDF_NAME))
 
     def init_from(self, path: str | Path, lora_only: bool = False) -> None:
         """Start from the merger and LoRA weights of the saved model folder ``path``.
@@ -207,6 +210,8 @@ class ArtifactsMixin:
             load_merger(self.merger, path / MERGER_NAME, widen_context)
         if self.config.lora_r > 0:
             load_lora_weights(self.lm, path / ADAPTER_DIR / ADAPTER_WEIGHTS)
+        idf = load_idf(path, base_info(self.causal_lm)["vocab_size"])
+        self.token_idf = idf if idf is not None else self.token_idf
 
     @classmethod
     def from_pretrained(
@@ -259,4 +264,22 @@ class ArtifactsMixin:
         merger = build_merger(config, actual["hidden_size"])
         load_merger(merger, path / MERGER_NAME)
         merger.requires_grad_(trainable)
-        return cls(lm, tokenizer, merger, config, name)
+        model = cls(lm, tokenizer, merger, config, name)
+        model.token_idf = load_idf(path, actual["vocab_size"])
+        return model
+
+
+def load_idf(path: Path, vocab_size: int) -> torch.Tensor | None:
+    """The idf table saved in model folder ``path``, checked; None if it has none."""
+    from safetensors.torch import load_file
+
+    file = path / IDF_NAME
+    if not file.is_file():
+        return None
+    try:
+        idf = load_file(str(file)).get("idf")
+    except Exception as e:  # safetensors raises several types for a broken file
+        raise KTMError(f"{file} is not a readable safetensors file: {e}") from None
+    if idf is None or idf.shape != (vocab_size,) or not torch.isfinite(idf).all():
+        raise KTMError(f"{file} must hold a finite 'idf' table of {vocab_size} values")
+    return idf.float()

@@ -10,17 +10,31 @@ import torch
 from ..errors import KTMError
 from ..expansion import budget_positions as positions_within
 from ..expansion import choose_raw
-from ..token_scores import prior_surprisal, self_information
+from ..token_scores import fit_idf, prior_surprisal, self_information
 
 
 class SelectiveMixin:
     """Token scores and raw-token choices of a :class:`KTMModel` (mixed into it)."""
 
     _prior: torch.Tensor | None = None
+    token_idf: torch.Tensor | None = None  # (V,), for token_scorer="idf": fit_token_idf
+
+    def fit_token_idf(self, prompts: Sequence[str | Sequence[int]]) -> None:
+        """Fit the ``idf`` scorer's table on ``prompts`` (a task's training prompts)."""
+        ids, _ = self.encode_prompts(list(prompts))
+        vocab = self.causal_lm.get_input_embeddings().weight.shape[0]
+        self.token_idf = fit_idf(ids, vocab)
 
     def token_scores(self, prompt_ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """(T,) per prompt: how worth keeping raw each token is, by ``config.token_scorer``,
         under the base model with the adapter off."""
+        if self.config.token_scorer == "idf":
+            if self.token_idf is None:
+                raise KTMError(
+                    "token_scorer idf needs its table, fitted on training prompts: train the "
+                    "model with ktm train, or call model.fit_token_idf(prompts)"
+                )
+            return [self.token_idf[torch.tensor(list(p), dtype=torch.long)] for p in prompt_ids]
         if self.config.token_scorer == "selfinfo":
             with self.base_lm() as lm:
                 return self_information(lm, prompt_ids)

@@ -242,6 +242,8 @@ def run_pretraining(
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
     if lora_from is not None:
         init_from(model, lora_from, lora_only=True)
+    if cfg.ktm.token_scorer == "idf":
+        model.fit_token_idf(chunks)
     cfg.train.progress = progress
     held = reconstruction_examples(chunks[:holdout])
     examples = reconstruction_examples(chunks[holdout:], cfg.continuation)
