@@ -26,6 +26,8 @@ DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
 # against them before anything is allocated.
 LIMITS = (("k", 1, 1024), ("merger_context", 0, 4096), ("lora_r", 0, 4096))
 MAX_HIDDEN_FACTOR = 64.0
+CHOICES = (("merger", MERGERS), ("merger_init", MERGER_INITS), ("merger_norm", MERGER_NORMS),
+           ("merger_pool", POOLS), ("token_scorer", SCORERS), ("positions", POSITIONS))  # fmt: skip
 
 
 def paper_hidden_factor(k: int) -> float:
@@ -117,16 +119,10 @@ class KTMConfig:
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if value is not None and not (number and math.isfinite(value)):
                 raise KTMError(f"{name} must be a finite number, got {value!r}")
-        if self.merger not in MERGERS:
-            raise KTMError(f"merger must be one of {', '.join(MERGERS)}, got {self.merger!r}")
-        if self.merger_init not in MERGER_INITS:
-            raise KTMError(
-                f"merger_init must be one of {', '.join(MERGER_INITS)}, got {self.merger_init!r}"
-            )
-        if self.merger_norm not in MERGER_NORMS:
-            raise KTMError(
-                f"merger_norm must be one of {', '.join(MERGER_NORMS)}, got {self.merger_norm!r}"
-            )
+        for name, allowed in CHOICES:
+            value = getattr(self, name)
+            if value not in allowed:
+                raise KTMError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         c = self.merger_context
         if c and (self.merger != "mlp" or self.k == 1):
             raise KTMError(
@@ -143,18 +139,6 @@ class KTMConfig:
                 raise KTMError(
                     "budget (selective expansion) needs K > 1: at K = 1 every token is raw"
                 )
-        if self.token_scorer not in SCORERS:
-            raise KTMError(
-                f"token_scorer must be one of {', '.join(SCORERS)}, got {self.token_scorer!r}"
-            )
-        if self.merger_pool not in POOLS:
-            raise KTMError(
-                f"merger_pool must be one of {', '.join(POOLS)}, got {self.merger_pool!r}"
-            )
-        if self.positions not in POSITIONS:
-            raise KTMError(
-                f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}"
-            )
         f = self.merger_hidden_factor
         if f is not None and not 0 < f <= MAX_HIDDEN_FACTOR:
             raise KTMError(f"merger_hidden_factor must be in (0, {MAX_HIDDEN_FACTOR}], got {f!r}")
