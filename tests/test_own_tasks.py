@@ -1,0 +1,33 @@
+"""scripts/own_tasks.py: the two tasks no recipe was tuned on are well-formed and right."""
+
+from __future__ import annotations
+
+import re
+
+
+def test_lookup_rows_ask_for_a_value_in_their_table(script):
+    own = script("own_tasks")
+    rows = own.rows("lookup", 20, seed=0, size=12)
+    assert rows == own.rows("lookup", 20, seed=0, size=12)  # deterministic
+    for r in rows:
+        table = dict(line.split("=") for line in r["doc"].splitlines())
+        assert len(table) == 12
+        key = re.fullmatch(r"value of (.+)\?", r["question"]).group(1)
+        assert table[key] == r["answer"] and len(r["answer"]) == 5
+
+
+def test_ancestor_rows_are_balanced_and_never_a_parent(script):
+    own = script("own_tasks")
+    rows = own.rows("ancestor", 40, seed=1, size=8)
+    assert sum(r["answer"] == "yes" for r in rows) == 20
+    for r in rows:
+        parent = {}
+        for line in r["doc"].splitlines():
+            p, c = re.fullmatch(r"(\w+) is the parent of (\w+)\.", line).groups()
+            parent[c] = p
+        a, b = re.fullmatch(r"Is (\w+) an ancestor of (\w+)\?", r["question"]).groups()
+        chain, n = [], b
+        while n in parent:
+            n = parent[n]
+            chain.append(n)
+        assert (a in chain[1:]) == (r["answer"] == "yes")
