@@ -55,10 +55,10 @@ def run_training(
     if cfg.curriculum and task.kind != "classification":
         raise KTMError("curriculum training needs a classification task")
     run.check(cfg, resume)
-    if process_state().is_main_process:
-        say_start(cfg)
     # Build the model and read the data before writing anything: bad input leaves no folder.
     model, teacher = _build_models(cfg)
+    if process_state().is_main_process:
+        say_start(cfg)  # after the model loaded: a bad --model is the one error shown
     budget_k = cfg.reduction_k if cfg.reduction else None
     stages, data_info = load_stages(cfg.data, model.tokenizer, context_limit(model, budget_k))
     if len(stages) > 1 and not cfg.curriculum:
