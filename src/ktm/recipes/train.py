@@ -57,7 +57,7 @@ def run_training(
     run.check(cfg, resume)
     # Build the model and read the data before writing anything: bad input leaves no folder.
     model, teacher = _build_models(cfg)
-    if process_state().is_main_process:
+    if process_state().is_main_process and not resume:
         say_start(cfg)  # after the model loaded: a bad --model is the one error shown
     budget_k = cfg.reduction_k if cfg.reduction else None
     stages, data_info = load_stages(cfg.data, model.tokenizer, context_limit(model, budget_k))
