@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import KTMError
+from .expansion import check_share
 from .fields import option
 
 MERGERS = ("mlp", "mean")
@@ -130,11 +131,7 @@ class KTMConfig:
                 f"k={self.k}); leave it at 0"
             )
         if self.budget is not None:
-            number = isinstance(self.budget, int | float) and not isinstance(self.budget, bool)
-            if not (number and 0 < self.budget <= 1):
-                raise KTMError(
-                    f"budget must be a share of the prompt in (0, 1], got {self.budget!r}"
-                )
+            check_share(self.budget)
             if self.k == 1:
                 raise KTMError(
                     "budget (selective expansion) needs K > 1: at K = 1 every token is raw"

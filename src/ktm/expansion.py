@@ -47,6 +47,13 @@ def expanded_length(length: int, k: int, raw: Sequence[bool] | None = None) -> i
     return len(segments(length, k, raw))
 
 
+def check_share(budget: object) -> None:
+    """Refuse a ``budget`` that is not a share of the prompt in (0, 1]."""
+    number = isinstance(budget, int | float) and not isinstance(budget, bool)
+    if not (number and 0 < budget <= 1):
+        raise KTMError(f"budget must be a share of the prompt in (0, 1], got {budget!r}")
+
+
 def budget_positions(
     length: int, k: int, ratio: float | None = None, positions: int | None = None
 ) -> int:

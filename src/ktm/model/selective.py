@@ -9,7 +9,7 @@ import torch
 
 from ..errors import KTMError
 from ..expansion import budget_positions as positions_within
-from ..expansion import choose_raw
+from ..expansion import check_share, choose_raw
 from ..token_scores import fit_idf, prior_surprisal, self_information
 
 
@@ -60,10 +60,8 @@ class SelectiveMixin:
         """
         if budget is not None and budget_positions is not None:
             raise KTMError("give budget (a share of the prompt) or budget_positions, not both")
-        if budget is not None and not (
-            isinstance(budget, int | float) and not isinstance(budget, bool) and 0 < budget <= 1
-        ):
-            raise KTMError(f"budget must be a share of the prompt in (0, 1], got {budget!r}")
+        if budget is not None:
+            check_share(budget)
         if budget_positions is not None and (
             isinstance(budget_positions, bool)
             or not isinstance(budget_positions, int)

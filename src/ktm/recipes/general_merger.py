@@ -43,45 +43,35 @@ def _same_base(saved: str, model: str) -> bool:
     return a.is_dir() and b.is_dir() and a.resolve() == b.resolve()
 
 
-def general_mergers() -> list[tuple[Path, dict]]:
-    """Every saved model folder in :func:`merger_folders`, with its ``ktm_config.json``."""
+def general_mergers(model: str) -> list[tuple[Path, KTMConfig]]:
+    """Every readable saved model folder in :func:`merger_folders` whose base is ``model``,
+    with its config."""
     found = []
     for folder in merger_folders():
         for sub in sorted(p for p in folder.iterdir() if (p / CONFIG_NAME).is_file()):
             try:
-                found.append((sub, read_json(sub / CONFIG_NAME, "ktm config")))
+                meta = read_json(sub / CONFIG_NAME, "ktm config")
+                saved = KTMConfig.from_dict(meta.get("config", {}))
             except KTMError:
                 continue  # an unreadable folder is not a candidate
+            if _same_base(str(meta.get("base_model", "")), model):
+                found.append((sub, saved))
     return found
 
 
 def find_general_merger(model: str, cfg: KTMConfig) -> Path | None:
     """The general merger for base ``model`` that fits ``cfg``'s shape, or None."""
-    for path, meta in general_mergers():
-        try:
-            saved = KTMConfig.from_dict(meta.get("config", {}))
-        except KTMError:
-            continue
-        if _same_base(str(meta.get("base_model", "")), model) and shape(saved) == shape(cfg):
-            return path
-    return None
+    return next((p for p, saved in general_mergers(model) if shape(saved) == shape(cfg)), None)
 
 
 def near_misses(model: str, cfg: KTMConfig) -> list[str]:
     """How the general mergers for ``model`` at this K differ from ``cfg`` (for a note)."""
-    out = []
     names = ("k", "merger", "hidden_factor", "merger_context", "merger_norm", "lora_r",
              "lora_alpha", "lora_targets", "lora_lm_head")  # fmt: skip
-    for path, meta in general_mergers():
-        try:
-            saved = KTMConfig.from_dict(meta.get("config", {}))
-        except KTMError:
-            continue
-        if _same_base(str(meta.get("base_model", "")), model) and saved.k == cfg.k:
-            diff = [
-                f"{n} {a!r} (yours {b!r})"
-                for n, a, b in zip(names, shape(saved), shape(cfg))
-                if a != b
-            ]
+    out = []
+    for path, saved in general_mergers(model):
+        if saved.k == cfg.k:
+            diff = [f"{n} {a!r} (yours {b!r})"
+                    for n, a, b in zip(names, shape(saved), shape(cfg)) if a != b]  # fmt: skip
             out.append(f"{path.name}: " + ", ".join(diff))
     return out
