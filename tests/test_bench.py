@@ -224,3 +224,26 @@ def test_speed_refuses_lengths_beyond_the_context(tiny_model_dir, tmp_path, caps
                  "100000", "--repeats", "1", "--out", str(tmp_path / "s.json")])  # fmt: skip
     assert code == 2
     assert "exceeds the model's context" in capsys.readouterr().err
+
+
+def test_bench_jobs_train_arms_side_by_side_with_the_same_results(tiny_model_dir, tmp_path, capsys):
+    args = ["bench", "tree", "--model", str(tiny_model_dir), "--arms", "k2-fresh,k1,majority",
+            "--steps", "2", "--batch-size", "2", "--train-trees", "8", "--test-trees", "3",
+            "--no-progress"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+    out = capsys.readouterr().out
+    assert "training 2 arms, 2 at a time" in out and "done before" not in out
+    one, two = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two"))
+    assert (one["jobs"], two["jobs"]) == (1, 2)
+    for a, b in zip(one["arms"], two["arms"], strict=True):
+        assert a["arm"] == b["arm"] and a.get("steps") == b.get("steps")
+        assert a["balanced_accuracy"] == pytest.approx(b["balanced_accuracy"])
+    for arm in ("k2-fresh", "k1"):  # each arm trained in its own folder, with its own losses
+        logs = [(tmp_path / d / arm / "train_log.jsonl").read_text() for d in ("one", "two")]
+        losses = [[json.loads(line)["loss"] for line in log.splitlines()] for log in logs]
+        assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    assert main([*args, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0  # nothing to redo
+    assert capsys.readouterr().out.count("done before") == 3
+    assert main([*args, "--jobs", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "--jobs must be an integer >= 1, got 0" in capsys.readouterr().err

@@ -25,7 +25,7 @@ def task_bench(task: str) -> Callable[[dict], int]:
         o = build(BenchArms, values)
         cfg = build(RunConfig, {**values, "task": task})
         arms = [a.strip() for a in o.arms.split(",") if a.strip()]
-        run_arms(cfg, arms, o.out, progress=o.progress)
+        run_arms(cfg, arms, o.out, progress=o.progress, jobs=o.jobs)
         print((Path(o.out) / "results.md").read_text(), end="")
         return 0
 

@@ -144,9 +144,11 @@ def run_arms(
     out: str | Path,
     progress: bool = True,
     timing_examples: int = 16,
+    jobs: int = 1,
 ) -> list[dict]:
     """Train and evaluate every arm; write ``results.json``, ``results.md`` and two plots
-    (``pareto.png``: quality vs input kept; ``compute.png``: quality vs compute time)."""
+    (``pareto.png``: quality vs input kept; ``compute.png``: quality vs compute time).
+    ``jobs`` > 1 trains that many arms at a time in worker processes (:mod:`.parallel`)."""
     import torch
 
     from ...model import KTMModel
@@ -168,6 +170,12 @@ def run_arms(
     stage = stages[-1]
     test = list(stage.test)
     bench.lock.acquire()  # one bench writes a folder at a time
+    if jobs > 1:
+        from .parallel import train_arms_in_parallel
+
+        in_workers = set(train_arms_in_parallel(configs, out, jobs))
+    else:
+        in_workers = set()
     rows: list[dict] = []
     spent: list[float] = []
     for i, name in enumerate(arms, 1):
@@ -188,7 +196,7 @@ def run_arms(
             spent.append(time.perf_counter() - t0)
 
         metrics, ran = bench.run_part(name, run_arm)
-        if not ran:
+        if not ran and name not in in_workers:
             print(f"ktm: arm {i}/{len(arms)} {name}: done before, reusing {folder}")
         row = {"arm": name, "kind": arm.kind, "budget_k": arm.budget_k, "k": arm.k}
         row.update(metrics["test"])
@@ -210,16 +218,24 @@ def run_arms(
             row["prefill_ms"] = round(_prefill_ms(model, test[:timing_examples], cfg), 2)
             row["steps"] = metrics.get("steps")
         rows.append(row)
-        _write_results(out, base, task.kind, rows, data_info)
+        _write_results(out, base, task.kind, rows, data_info, jobs)
         plot_arms(rows, quality_key(task.kind), out)
     bench.lock.release()
     return rows
 
 
-def _write_results(out: Path, base: RunConfig, kind: str, rows: list[dict], data_info) -> None:
+def _write_results(
+    out: Path, base: RunConfig, kind: str, rows: list[dict], data_info, jobs: int
+) -> None:
     write_json_atomic(
         out / "results.json",
-        {"config": base.to_dict(), "task_kind": kind, "data": data_info, "arms": rows},
+        {
+            "config": base.to_dict(),
+            "task_kind": kind,
+            "data": data_info,
+            "jobs": jobs,  # > 1: arms trained side by side, so their minutes compare
+            "arms": rows,
+        },
     )
     cols = (GENERATION_COLUMNS if kind == "generation" else CLASSIFICATION_COLUMNS) + COST_COLUMNS
     write_text_atomic(out / "results.md", format_table(rows, cols) + "\n")
