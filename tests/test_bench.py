@@ -247,3 +247,19 @@ def test_bench_jobs_train_arms_side_by_side_with_the_same_results(tiny_model_dir
     assert capsys.readouterr().out.count("done before") == 3
     assert main([*args, "--jobs", "0", "--out", str(tmp_path / "bad")]) == 2
     assert "--jobs must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_arm_steps_train_the_named_arms_for_their_own_steps(tiny_model_dir, tmp_path, capsys):
+    args = ["bench", "tree", "--model", str(tiny_model_dir), "--arms", "k2-fresh,k1",
+            "--steps", "3", "--eval-every", "2", "--batch-size", "2", "--train-trees", "8",
+            "--test-trees", "3", "--no-progress", "--out", str(tmp_path / "b")]  # fmt: skip
+    assert main([*args, "--arm-steps", "k1=1"]) == 0
+    rows = json.loads((tmp_path / "b" / "results.json").read_text())["arms"]
+    assert {r["arm"]: r["steps"] for r in rows} == {"k2-fresh": 3, "k1": 1}
+    config = json.loads((tmp_path / "b" / "k1" / "config.json").read_text())
+    assert config["train"]["steps"] == 1 and config["train"]["eval_every"] == 0
+    capsys.readouterr()
+    for bad, message in (("k8=5", "not one of the arms"), ("k1=0", "use ARM=STEPS"),
+                         ("k1", "use ARM=STEPS")):  # fmt: skip
+        assert main([*args, "--arm-steps", bad, "--out", str(tmp_path / "x")]) == 2
+        assert message in capsys.readouterr().err

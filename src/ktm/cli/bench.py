@@ -17,6 +17,7 @@ def task_bench(task: str) -> Callable[[dict], int]:
     the comparison."""
 
     def bench(values: dict) -> int:
+        from ..recipes.bench.arm_spec import parse_arm_steps
         from ..recipes.bench.arms import run_arms
         from ..recipes.run_config import RunConfig
 
@@ -25,7 +26,8 @@ def task_bench(task: str) -> Callable[[dict], int]:
         o = build(BenchArms, values)
         cfg = build(RunConfig, {**values, "task": task})
         arms = [a.strip() for a in o.arms.split(",") if a.strip()]
-        run_arms(cfg, arms, o.out, progress=o.progress, jobs=o.jobs)
+        steps = parse_arm_steps(o.arm_steps, arms)
+        run_arms(cfg, arms, o.out, progress=o.progress, jobs=o.jobs, arm_steps=steps)
         print((Path(o.out) / "results.md").read_text(), end="")
         return 0
 

@@ -56,6 +56,12 @@ class BenchArms:
         "(on a CPU, 2 one-thread jobs beat one 2-thread job); evaluation stays one at a time",
     )
 
+    arm_steps: str | None = option(
+        None,
+        help="task steps for some arms, e.g. k1=80 (the uncompressed reference learns in "
+        "fewer); the others train --steps; each arm's steps are in results.json",
+    )
+
     def __post_init__(self) -> None:
         if self.jobs < 1:
             raise KTMError(f"--jobs must be an integer >= 1, got {self.jobs}")

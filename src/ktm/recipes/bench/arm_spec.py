@@ -114,3 +114,30 @@ def arm_config(base: RunConfig, name: str) -> RunConfig:
     )
     steps = 0 if arm.fresh else (base.pretrain_steps if cfg.pretraining_applies else None)
     return dataclasses.replace(cfg, pretrain_steps=steps)
+
+
+def parse_arm_steps(spec: str | None, arms: list[str]) -> dict[str, int]:
+    """``"k1=80,first4=300"`` → ``{"k1": 80, "first4": 300}``: task steps for the named arms
+    (the others train ``--steps``). Every name must be one of ``arms``."""
+    if not spec:
+        return {}
+    steps: dict[str, int] = {}
+    for item in spec.split(","):
+        name, eq, n = item.strip().partition("=")
+        if not eq or not n.strip().isdigit() or int(n) < 1:
+            raise KTMError(f"bad --arm-steps item {item.strip()!r}: use ARM=STEPS, e.g. k1=80")
+        if name.strip() not in arms:
+            raise KTMError(
+                f"--arm-steps names {name.strip()!r}, which is not one of the arms "
+                f"({','.join(arms)})"
+            )
+        steps[name.strip()] = int(n)
+    return steps
+
+
+def with_steps(cfg: RunConfig, steps: int) -> RunConfig:
+    """``cfg`` training ``steps`` task steps (its evaluation interval kept within them)."""
+    every = cfg.train.eval_every if cfg.train.eval_every <= steps else 0
+    return dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, steps=steps, eval_every=every)
+    )

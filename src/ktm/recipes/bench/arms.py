@@ -21,7 +21,7 @@ from ..report import format_table
 from ..run_config import RunConfig
 from ..run_folder import RunFolder
 from ..train import run_training
-from .arm_spec import Arm, arm_config, parse_arm
+from .arm_spec import Arm, arm_config, parse_arm, with_steps
 
 CLASSIFICATION_COLUMNS = [
     ("arm", "arm"),
@@ -145,10 +145,12 @@ def run_arms(
     progress: bool = True,
     timing_examples: int = 16,
     jobs: int = 1,
+    arm_steps: dict[str, int] | None = None,
 ) -> list[dict]:
     """Train and evaluate every arm; write ``results.json``, ``results.md`` and two plots
     (``pareto.png``: quality vs input kept; ``compute.png``: quality vs compute time).
-    ``jobs`` > 1 trains that many arms at a time in worker processes (:mod:`.parallel`)."""
+    ``jobs`` > 1 trains that many arms at a time in worker processes (:mod:`.parallel`);
+    ``arm_steps`` (name → steps) trains the named arms for other than ``base``'s steps."""
     import torch
 
     from ...model import KTMModel
@@ -162,6 +164,9 @@ def run_arms(
         raise KTMError("each arm may be named once")
     parsed = {name: parse_arm(name) for name in arms}  # validate all before training
     configs = {name: arm_config(base, name) for name in arms if parsed[name].trained}
+    for name, steps in (arm_steps or {}).items():
+        if name in configs:
+            configs[name] = with_steps(configs[name], steps)
     task = get_task(base.data.task).with_data(base.data)
     if "copy" in arms and (task.kind != "generation" or not getattr(task, "long_field", None)):
         raise KTMError("the copy arm needs a generation task with an input to copy (commitpack)")
