@@ -75,6 +75,22 @@ def test_options_reach_nested_configs():
     cfg = build(RunConfig, args)
     assert cfg.ktm.k == 2 and cfg.train.steps == 7 and cfg.data.labels == ["a", "b"]
     assert cfg.ktm.lora_lm_head is False and cfg.pretrain_text == ["x.txt", "y.txt"]
+    assert cfg.ktm.merger_hidden_factor == 0.5  # the default, from the dataclass
+
+
+def test_an_optional_number_takes_none():
+    from ktm.recipes.run_config import RunConfig
+
+    def ktm(*argv: str):
+        args = vars(build_parser().parse_args(["train", *argv]))
+        args.pop("command"), args.pop("_word0")
+        return build(RunConfig, args).ktm
+
+    assert ktm("--merger-hidden-factor", "none").merger_hidden_factor is None  # the paper's
+    assert ktm("--merger-hidden-factor", "none", "--k", "4").hidden_factor == 1.5
+    assert ktm("--merger-hidden-factor", "1").merger_hidden_factor == 1.0
+    with pytest.raises(SystemExit):
+        ktm("--k", "none")  # not optional: "none" is refused
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from ktm.recipes.corpus import general_texts
 
 @pytest.fixture(scope="module")
 def general_dir(tiny_model_dir, tmp_path_factory):
-    """A folder of general mergers for the tiny model: K = 4 with LoRA r 4 (the default)."""
+    """A folder of general mergers for the tiny model: K = 4 with LoRA r 8 (the default)."""
     folder = tmp_path_factory.mktemp("mergers")
     torch.manual_seed(1)
     model = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4))
@@ -56,9 +56,9 @@ def test_a_mismatching_general_merger_is_named_and_not_used(
     general_dir, tiny_model_dir, trees, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setenv("KTM_MERGERS", str(general_dir))
-    assert _train(tiny_model_dir, trees, tmp_path / "r", "--lora-r", "8") == 0
+    assert _train(tiny_model_dir, trees, tmp_path / "r", "--lora-r", "4") == 0
     err = capsys.readouterr().err
-    assert "no general merger" in err and "lora_r 4 (yours 8)" in err
+    assert "no general merger" in err and "lora_r 8 (yours 4)" in err
     assert json.loads((tmp_path / "r" / "config.json").read_text())["init_from"] is None
     assert (tmp_path / "r" / "pretrain").is_dir()  # the task's own pre-training instead
 

@@ -56,7 +56,7 @@ print("GROWTH_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
         ({"merger_hidden_factor": 40}, "merger weight mlp.0"),
         ({"merger_context": 10**7}, "merger_context must be an integer in [0, 4096]"),
         ({"merger_context": 64}, "merger weight mlp.0.weight"),
-        ({"lora_r": 8}, "LoRA rank 4 but ktm_config.json says lora_r=8"),
+        ({"lora_r": 4}, "LoRA rank 8 but ktm_config.json says lora_r=4"),
         ({"lora_dropout": "x"}, "lora_dropout must be a finite number"),
     ],
 )

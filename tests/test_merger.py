@@ -76,8 +76,11 @@ def test_mlp_merger_sees_order_inside_a_block():
 
 
 def test_hidden_factor_any_k_and_paper_defaults():
-    assert KTMConfig(k=2).hidden_factor == 2.0
-    assert KTMConfig(k=4).hidden_factor == 1.5
+    assert KTMConfig(k=4).hidden_factor == 0.5  # ktm's default: h = 2d at K = 4
+    assert build_merger(KTMConfig(k=4), hidden_size=8).mlp[0].out_features == 2 * 8
+    assert build_merger(KTMConfig(k=2), hidden_size=8).mlp[0].out_features == 8
+    assert KTMConfig(k=2, merger_hidden_factor=None).hidden_factor == 2.0  # the paper's
+    assert KTMConfig(k=4, merger_hidden_factor=None).hidden_factor == 1.5
     m = build_merger(KTMConfig(k=6, merger_hidden_factor=0.5), hidden_size=8)
     assert m.mlp[0].out_features == 3 * 8
     assert isinstance(build_merger(KTMConfig(k=1), 8), MeanMerger)

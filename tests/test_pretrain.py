@@ -28,7 +28,7 @@ def pretrained(tiny_model_dir, tmp_path_factory):
     out = folder / "run"
     code = main(["pretrain", "--model", str(tiny_model_dir), "--text", str(folder / "corpus.txt"),
                  "--k", "4", "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "20",
-                 "--batch-size", "4", "--lr", "1e-2", "--eval-every", "10", "--out", str(out),
+                 "--batch-size", "4", "--lr", "3e-3", "--eval-every", "10", "--out", str(out),
                  "--k-warmup-steps", "3", "--no-progress"])  # fmt: skip
     assert code == 0
     return out
@@ -84,7 +84,7 @@ def test_pretraining_warms_up_at_a_smaller_k(pretrained, tiny_model_dir):
     assert all(torch.equal(v, merger_before[k]) for k, v in model.merger.state_dict().items())
     with pytest.raises(KTMError, match="k=4"):  # the whole model needs the same K
         init_from(model, pretrained / "warmup-k2" / "model")
-    wider = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4, lora_r=8))
+    wider = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=4, lora_r=16))
     with pytest.raises(KTMError, match="lora_r"):
         init_from(wider, pretrained / "warmup-k2" / "model", lora_only=True)
 

@@ -146,6 +146,8 @@ def train_speed(values: dict) -> int:
         dtype=getattr(torch, args.dtype),
         lora_dropout=args.lora_dropout,
         merger_hidden_factor=args.merger_hidden_factor,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
     )
     write_json_atomic(
         args.out,

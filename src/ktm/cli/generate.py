@@ -51,8 +51,10 @@ def flag(f: dataclasses.Field) -> str:
     return "--" + f.metadata.get("flag", f.name).replace("_", "-")
 
 
-def _number(kind: type) -> Callable[[str], Any]:
+def _number(kind: type, optional: bool = False) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
+        if optional and text.strip().lower() == "none":  # an optional number's "not set"
+            return None
         try:
             value = kind(text)
         except ValueError:
@@ -113,7 +115,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, title: str | None = 
 
 
 def _add_option(group, f: dataclasses.Field, typ: Any) -> None:
-    base, _ = _unwrap(typ)
+    base, optional = _unwrap(typ)
     kw: dict[str, Any] = {"default": NOT_GIVEN, "help": _help(f), "dest": f.name}
     if "choices" in f.metadata:
         kw["choices"] = f.metadata["choices"]
@@ -135,7 +137,7 @@ def _add_option(group, f: dataclasses.Field, typ: Any) -> None:
         else:
             kw.update(type=_comma_list(item), metavar="A,B,...")
     elif base in (int, float):
-        kw["type"] = _number(base)
+        kw["type"] = _number(base, optional)
     if kw.get("action") not in ("store_true", "store_false") and "choices" not in kw:
         kw.setdefault("metavar", name[2:].upper().replace("-", "_"))
     group.add_argument(name, **kw)

@@ -141,7 +141,9 @@ class SpeedOptions:
     model: str = option(DEFAULT_MODEL, help="base causal LM")
     k: list[int] = option(default_factory=lambda: [1, 4], help="K values, comma-separated")
     dtype: str = option("float32", choices=DTYPES, help="dtype of the base weights")
-    merger_hidden_factor: float | None = option(None, help="MLP width c (default: the paper's)")
+    merger_hidden_factor: float | None = option(
+        0.5, help="MLP width c in h = int(c*K)*d, as `ktm train` (none: the paper's)"
+    )
     out: str = option(MISSING, help="JSON file for the raw results")
 
 
@@ -166,7 +168,9 @@ class TrainSpeedOptions(SpeedOptions):
     steps: int = option(10, help="measured steps per K")
     batch_size: int = option(16, help="examples per step")
     stage: str = option("small", help="tree stage of the examples")
-    lora_dropout: float = option(0.05, help="LoRA dropout")
+    lora_r: int = option(8, help="LoRA rank")
+    lora_alpha: float = option(32, help="LoRA alpha")
+    lora_dropout: float = option(0.0, help="LoRA dropout")
 
 
 @dataclass(kw_only=True)

@@ -26,9 +26,11 @@ def train_speed_benchmark(
     batch_size: int = 16,
     stage: str = "small",
     dtype: torch.dtype = torch.float32,
-    lora_dropout: float = 0.05,
+    lora_dropout: float = 0.0,
     seed: int = 0,
-    merger_hidden_factor: float | None = None,
+    merger_hidden_factor: float | None = 0.5,
+    lora_r: int = 8,
+    lora_alpha: float = 32,
 ) -> list[dict]:
     rows = generate_split(stage, max(200, batch_size * (steps + warmup)), seed, balance=True)
     arms = {}
@@ -36,7 +38,13 @@ def train_speed_benchmark(
         torch.manual_seed(seed)
         model = KTMModel.from_base(
             base,
-            KTMConfig(k=k, lora_dropout=lora_dropout, merger_hidden_factor=merger_hidden_factor),
+            KTMConfig(
+                k=k,
+                lora_r=lora_r,
+                lora_alpha=lora_alpha,
+                lora_dropout=lora_dropout,
+                merger_hidden_factor=merger_hidden_factor,
+            ),
             dtype=dtype,
         )
         model.train()
