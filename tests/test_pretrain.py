@@ -114,7 +114,7 @@ def test_warm_up_ladder_reads_the_text_once_and_holds_one_model(
 ):
     """K = 8 warms up at 2 then 4: the text is read and cut once for all three runs, and
     each run's model is built after the one before it is done with (one base model at once)."""
-    import ktm.recipes.pretrain as pretrain
+    import ktm.recipes.pretrain_text as pretrain
 
     reads, real_read = [], pretrain.read_texts
 
@@ -163,6 +163,63 @@ def test_pretraining_starts_its_lora_from_a_smaller_k_run(pretrained, tiny_model
                         "--out", str(tmp_path / "b")])  # fmt: skip
     assert missing == 2 and both == 2
     assert not (tmp_path / "m").exists() and not (tmp_path / "b").exists()
+
+
+def test_pretraining_continues_from_a_whole_pretrained_model(pretrained, tiny_model_dir, tmp_path):
+    """``--init-from`` a finished K = 4 pre-training: merger and LoRA both start from it (no
+    warm-ups); a model of another shape, or both starts at once, are refused."""
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    base = ["pretrain", "--model", str(tiny_model_dir), "--text", str(tmp_path / "corpus.txt"),
+            "--k", "4", "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "1",
+            "--batch-size", "2", "--lr", "1e-9", "--no-progress"]  # fmt: skip
+    out = tmp_path / "run"
+    assert main(base + ["--init-from", str(pretrained / "model"), "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["init_from"] == str(pretrained / "model") and saved["k_warmup"] == []
+    theirs = KTMModel.from_pretrained(pretrained / "model")
+    mine = KTMModel.from_pretrained(out / "model")
+    ours, source = dict(mine.named_parameters()), dict(theirs.named_parameters())
+    learnt = [n for n in source if n.startswith("merger.") or "lora_" in n]
+    assert any(n.startswith("merger.") for n in learnt) and any("lora_" in n for n in learnt)
+    # one step at lr 1e-9: merger and LoRA are still the pre-training's
+    assert all(torch.allclose(ours[n], source[n], atol=1e-6) for n in learnt)
+    wider = main(base + ["--init-from", str(pretrained / "model"), "--lora-r", "16",
+                         "--out", str(tmp_path / "w")])  # fmt: skip
+    both = main(base + ["--init-from", str(pretrained / "model"), "--init-lora-from",
+                        str(pretrained / "model"), "--out", str(tmp_path / "b")])  # fmt: skip
+    assert wider == 2 and both == 2 and not (tmp_path / "b").exists()
+
+
+def test_chunks_take_lengths_across_a_range(tiny_model_dir):
+    """One fixed length is all a merger pre-trained on it reads, so chunk lengths are drawn
+    from [min, max] (seeded); the default minimum is a quarter of the maximum."""
+    from transformers import AutoTokenizer
+
+    from ktm.recipes.pretrain import PretrainConfig
+    from ktm.training import TrainConfig
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    texts = [TEXT] * 4
+
+    def lengths(chunks):
+        return [len(tok(c, add_special_tokens=False)["input_ids"]) for c in chunks]
+
+    fixed = lengths(text_chunks(tok, texts, chunk_tokens=24, max_chunks=40))
+    spread = text_chunks(tok, texts, chunk_tokens=24, max_chunks=40, min_tokens=6, seed=3)
+    spread_lengths = lengths(spread)
+    # decoding and stripping may shift a piece by a few tokens; the drawn lengths span more
+    assert max(fixed) - min(fixed) <= 5
+    assert max(spread_lengths) - min(spread_lengths) >= 12
+    assert spread == text_chunks(tok, texts, chunk_tokens=24, max_chunks=40, min_tokens=6, seed=3)
+    with pytest.raises(KTMError, match="2 <= min <= max"):
+        text_chunks(tok, texts, chunk_tokens=8, max_chunks=4, min_tokens=9)
+    cfg = PretrainConfig(model="m", ktm=KTMConfig(k=4), train=TrainConfig(), texts=["t.txt"])
+    assert cfg.chunk_tokens == 64 and cfg.chunk_min_tokens == 16
+    old = {k: v for k, v in cfg.to_dict().items() if k != "chunk_min_tokens"}
+    assert PretrainConfig.from_dict(old).chunk_min_tokens == 64  # runs written before: one length
+    with pytest.raises(KTMError, match="chunk_min_tokens must be in"):
+        PretrainConfig(model="m", ktm=KTMConfig(k=4), train=TrainConfig(), texts=["t.txt"],
+                       chunk_min_tokens=65)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -440,10 +497,10 @@ def test_pretrain_text_adds_to_the_default_recipes_text(tiny_model_dir, tmp_path
     corpus = tmp_path / "more.txt"
     corpus.write_text("\n\n".join([TEXT] * 3))
     args = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--k", "4",
-            "--steps", "3", "--batch-size", "8", "--eval-every", "0", "--pretrain-steps", "60",
+            "--steps", "3", "--batch-size", "8", "--eval-every", "0", "--pretrain-steps", "100",
             "--pretrain-k-warmup-steps", "0", "--no-progress"]  # fmt: skip
     assert main(args + ["--out", str(tmp_path / "own")]) == 0
-    assert "reads each of its" in capsys.readouterr().err  # 30 small trees, 60 steps of 8
+    assert "reads each of its" in capsys.readouterr().err  # 30 small trees, 100 steps of 8
     assert main(args + ["--pretrain-text", str(corpus), "--out", str(tmp_path / "more")]) == 0
     assert "reads each of its" not in capsys.readouterr().err
     own = json.loads((tmp_path / "own" / "metrics.json").read_text())["pretrain"]["chunks"]

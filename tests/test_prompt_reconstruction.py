@@ -50,3 +50,35 @@ def test_a_prompt_counts_as_repeated_when_the_output_starts_with_it(script):
         "other": {"repeated": 1, "n": 2, "share": 0.5},
         "parent": {"repeated": 1, "n": 1, "share": 1.0},
     }
+
+
+def test_reconstruction_by_length_measures_each_length(tiny_model_dir, tmp_path, monkeypatch,
+                                                       script):  # fmt: skip
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(f"Paragraph {i}: a fox jumps over dog {i}." for i in range(40)))
+    assert main(["pretrain", "--model", str(tiny_model_dir), "--text", str(corpus), "--k", "4",
+                 "--chunk-tokens", "16", "--holdout-chunks", "2", "--steps", "2",
+                 "--batch-size", "2", "--k-warmup", "none", "--no-progress",
+                 "--out", str(tmp_path / "pre")]) == 0  # fmt: skip
+    out = tmp_path / "len.json"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "reconstruction_by_length.py",
+            str(corpus),
+            str(tmp_path / "pre" / "model"),
+            "--lengths",
+            "8,16",
+            "--chunks",
+            "3",
+            "--dtype",
+            "float32",
+            "--out",
+            str(out),
+        ],
+    )
+    script("reconstruction_by_length").main()  # fmt: skip
+    (row,) = json.loads(out.read_text())["rows"]
+    losses = row["reconstruction_nll"]
+    assert row["k"] == 4 and set(losses) == {"8", "16"} and all(v > 0 for v in losses.values())

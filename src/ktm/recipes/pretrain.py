@@ -21,16 +21,10 @@ from ..model import KTMModel, load_tokenizer
 from ..training import TrainConfig, train
 from ..training.checkpoint import list_checkpoints
 from ..training.config import DEFAULT_LR
-from .corpus import CORPORA, general_texts
-from .data import DataConfig, load_stages
+from .corpus import CORPORA
+from .data import DataConfig
 from .options import dtype_option, ktm_part, model_option, train_part
-from .pretrain_text import (
-    NotEnoughText,
-    read_texts,
-    reconstruction_examples,
-    reconstruction_nll,
-    text_chunks,
-)
+from .pretrain_text import pretraining_chunks, reconstruction_examples, reconstruction_nll
 from .run_folder import RunFolder, check_dtype, run_dict, run_from_dict
 from .start import init_from
 
@@ -85,7 +79,13 @@ class PretrainConfig:
         help="share of the training chunks posed as continuation (the LM goes on with the "
         "next chunk after the compressed one) instead of reconstruction",
     )
-    chunk_tokens: int = option(64, help="tokens per chunk")
+    chunk_tokens: int = option(64, help="tokens per chunk (the longest, with --chunk-min-tokens)")
+    chunk_min_tokens: int | None = option(
+        None,
+        help="the shortest chunk: lengths are drawn evenly from here to --chunk-tokens, so the "
+        "merger reads prompts of any length in that range (one fixed length is all a merger "
+        "pre-trained on it reads); default a quarter of --chunk-tokens, at least 2",
+    )
     max_chunks: int = option(20000, help="chunks read at most")
     holdout_chunks: int = option(
         64, help="chunks kept out of training to measure the reconstruction loss"
@@ -103,6 +103,11 @@ class PretrainConfig:
     init_lora_from: str | None = option(
         None,
         help="start the LoRA from this saved model or checkpoint at any K instead of the warm-ups",
+    )
+    init_from: str | None = option(
+        None,
+        help="start merger and LoRA from this saved model or checkpoint of the same shape "
+        "(e.g. a general merger, to pre-train on with other text); no warm-ups then",
     )
 
     def __post_init__(self) -> None:
@@ -125,10 +130,20 @@ class PretrainConfig:
         s = self.k_warmup_steps
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise KTMError(f"k_warmup_steps must be an integer >= 0, got {s!r}")
+        if self.init_lora_from and self.init_from:
+            raise KTMError("give init_from (merger and LoRA) or init_lora_from, not both")
+        started = self.init_lora_from or self.init_from
         if self.k_warmup is None:  # recorded as resolved: 2, 4, 8, … below K
-            self.k_warmup = k_ladder(self.ktm.k) if s and not self.init_lora_from else []
+            self.k_warmup = k_ladder(self.ktm.k) if s and not started else []
+        if self.chunk_min_tokens is None:  # recorded as resolved
+            self.chunk_min_tokens = max(2, self.chunk_tokens // 4)
+        if not 2 <= self.chunk_min_tokens <= self.chunk_tokens:
+            raise KTMError(
+                f"chunk_min_tokens must be in [2, chunk_tokens={self.chunk_tokens}], got "
+                f"{self.chunk_min_tokens!r}"
+            )
         w = list(self.k_warmup)
-        if w and self.init_lora_from:
+        if w and started:
             raise KTMError(
                 f"init_lora_from starts the LoRA where the warm-ups would (k_warmup={w}); "
                 f"give one of them (--k-warmup none with --init-lora-from)"
@@ -151,25 +166,9 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PretrainConfig":
+        if "chunk_tokens" in d and "chunk_min_tokens" not in d:  # written when all were one length
+            d = {**d, "chunk_min_tokens": d["chunk_tokens"]}
         return run_from_dict(cls, d, **({"data": DataConfig} if d.get("data") else {}))
-
-
-def pretraining_chunks(cfg: PretrainConfig, tokenizer) -> list[str]:
-    """The run's text cut into chunks: the task's training prompts first (each once: balanced
-    data repeats them; no labels), then the general corpus, then the text files."""
-    texts = read_texts(cfg.texts, cfg.text_field) if cfg.texts else []
-    if cfg.corpus is not None:
-        texts = general_texts()[0] + texts
-    if cfg.data is not None:
-        stages, _ = load_stages(cfg.data, tokenizer)
-        prompts = list(dict.fromkeys(e.prompt for stage in stages for e in stage.train))
-        texts = prompts + texts
-    chunks = text_chunks(tokenizer, texts, cfg.chunk_tokens, cfg.max_chunks)
-    if len(chunks) < 2:
-        raise NotEnoughText(
-            f"the text holds {len(chunks)} chunk of {cfg.chunk_tokens} tokens; need at least 2"
-        )
-    return chunks
 
 
 def _k_warmups(
@@ -225,8 +224,9 @@ def run_pretraining(
     run = RunFolder(output_dir, "pretrain")
     out = run.path
     run.check(cfg, resume)
-    if cfg.init_lora_from and not Path(cfg.init_lora_from).exists():
-        raise KTMError(f"init_lora_from: no saved model or checkpoint at {cfg.init_lora_from}")
+    for name in ("init_lora_from", "init_from"):
+        if getattr(cfg, name) and not Path(getattr(cfg, name)).exists():
+            raise KTMError(f"{name}: no saved model or checkpoint at {getattr(cfg, name)}")
     # Only the tokenizer before the warm-ups: each loads its own model, one at a time.
     chunks = chunks or pretraining_chunks(cfg, load_tokenizer(cfg.model))
     holdout = min(cfg.holdout_chunks, max(1, len(chunks) // 10))  # at most a tenth held out
@@ -242,6 +242,8 @@ def run_pretraining(
     model = KTMModel.from_base(cfg.model, cfg.ktm, dtype=getattr(torch, cfg.dtype))
     if lora_from is not None:
         init_from(model, lora_from, lora_only=True)
+    elif cfg.init_from:  # (a resumed run then loads its checkpoint over it)
+        init_from(model, Path(cfg.init_from))
     if cfg.ktm.token_scorer == "idf":
         model.fit_token_idf(chunks)
     cfg.train.progress = progress

@@ -47,16 +47,32 @@ def read_texts(paths: Sequence[str | Path], field: str = "text") -> list[str]:
     return texts
 
 
-def text_chunks(tokenizer, texts: Sequence[str], chunk_tokens: int, max_chunks: int) -> list[str]:
-    """Cut the concatenated texts into pieces of ``chunk_tokens`` tokens (decoded to text)."""
-    if chunk_tokens < 2:
-        raise KTMError(f"chunk_tokens must be >= 2, got {chunk_tokens}")
+def text_chunks(
+    tokenizer,
+    texts: Sequence[str],
+    chunk_tokens: int,
+    max_chunks: int,
+    min_tokens: int | None = None,
+    seed: int = 0,
+) -> list[str]:
+    """Cut the concatenated texts into pieces of ``chunk_tokens`` tokens (decoded to text), or,
+    with ``min_tokens``, of lengths drawn evenly from [min_tokens, chunk_tokens] (seeded): a
+    merger pre-trained on one length reads prompts of that length only (its LoRA learns where
+    the regenerated tokens start)."""
+    import random
+
+    low = chunk_tokens if min_tokens is None else min_tokens
+    if not 2 <= low <= chunk_tokens:
+        raise KTMError(f"chunk lengths must satisfy 2 <= min <= max, got {low} and {chunk_tokens}")
+    draw = random.Random(seed)
     chunks, buffer = [], []
+    n = draw.randint(low, chunk_tokens)
     for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
         buffer += ids + [tokenizer.eos_token_id]
-        while len(buffer) >= chunk_tokens and len(chunks) < max_chunks:
-            piece = tokenizer.decode(buffer[:chunk_tokens], skip_special_tokens=True).strip()
-            buffer = buffer[chunk_tokens:]
+        while len(buffer) >= n and len(chunks) < max_chunks:
+            piece = tokenizer.decode(buffer[:n], skip_special_tokens=True).strip()
+            buffer = buffer[n:]
+            n = draw.randint(low, chunk_tokens)
             if piece:
                 chunks.append(piece)
         if len(chunks) >= max_chunks:
@@ -96,3 +112,27 @@ def reconstruction_nll(model: KTMModel, examples, batch_size: int = 16) -> dict:
             total += model.answer_nll(prompts, answers, suffixes).item()
             count += sum(map(len, answers))
     return {"reconstruction_nll": total / count}
+
+
+def pretraining_chunks(cfg, tokenizer) -> list[str]:
+    """The text of ``cfg`` (a :class:`~ktm.recipes.pretrain.PretrainConfig`) cut into chunks:
+    the task's training prompts first (each once: balanced data repeats them; no labels), then
+    the general corpus, then the text files."""
+    from .corpus import general_texts
+    from .data import load_stages
+
+    texts = read_texts(cfg.texts, cfg.text_field) if cfg.texts else []
+    if cfg.corpus is not None:
+        texts = general_texts()[0] + texts
+    if cfg.data is not None:
+        stages, _ = load_stages(cfg.data, tokenizer)
+        prompts = list(dict.fromkeys(e.prompt for stage in stages for e in stage.train))
+        texts = prompts + texts
+    chunks = text_chunks(
+        tokenizer, texts, cfg.chunk_tokens, cfg.max_chunks, cfg.chunk_min_tokens, cfg.train.seed
+    )
+    if len(chunks) < 2:
+        raise NotEnoughText(
+            f"the text holds {len(chunks)} chunk of {cfg.chunk_tokens} tokens; need at least 2"
+        )
+    return chunks
