@@ -23,6 +23,7 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/ktm bench tree --model smollm2-135m --arms k4-fresh,k1,k4-mean \
 		--steps 80 --batch-size 16 --lr 1e-3 --train-trees 600 --test-trees 60 \
+		--lora-r 4 --lora-alpha 16 --lora-dropout 0.05 --merger-hidden-factor none \
 		--out runs/demo
 
 test: setup

@@ -25,6 +25,7 @@ class LossesMixin:
         suffix_ids: Sequence[Sequence[int]] | None = None,
         all_layers: bool = False,
         align_k: int | None = None,
+        budget: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden states at the M positions that predict answer tokens, and those tokens.
 
@@ -32,9 +33,10 @@ class LossesMixin:
         ``all_layers``, else only the final (normed) one, L = 1 — and targets (M,) long.
         With ``align_k``, the A states first are those at the end of each K-block of the
         prompt (the compressed position of a K = ``align_k`` model, or the block's last
-        token in a less compressed one), so that models of different K line up.
+        token in a less compressed one), so that models of different K line up. ``budget``
+        overrides the model's selective-expansion budget (see ``compress_ids``).
         """
-        batch = self.compress_ids(prompt_ids, suffix_ids, answer_ids)
+        batch = self.compress_ids(prompt_ids, suffix_ids, answer_ids, budget)
         out = self.decoder(
             inputs_embeds=batch.embeds,
             attention_mask=batch.attention_mask,
@@ -93,6 +95,7 @@ class LossesMixin:
         reconstruct_max_tokens: int | None = None,
         teacher: Self | None = None,
         distill_blocks: bool = False,
+        budget: float | None = None,
     ) -> torch.Tensor:
         """Training losses as a (3,) tensor of sums over answer tokens:
         [answer cross entropy, reconstruction cross entropy, distillation].
@@ -102,11 +105,12 @@ class LossesMixin:
         (squared error relative to the teacher's mean square) at the answer positions — and,
         with ``distill_blocks``, at every compressed position against the teacher's state at
         the last token of the same block — plus the KL divergence of the answer
-        distributions. Unused entries are 0.
+        distributions. Unused entries are 0. ``budget`` keeps that share of each prompt's
+        highest-ranked tokens raw for the task loss (the raw-to-merged curriculum).
         """
         align = self.k if (teacher is not None and distill_blocks) else None
         states, targets = self.answer_states(
-            prompt_ids, answer_ids, suffix_ids, teacher is not None, align
+            prompt_ids, answer_ids, suffix_ids, teacher is not None, align, budget
         )
         m = targets.shape[0]
         logits = self.head(states[-1, -m:]).float()

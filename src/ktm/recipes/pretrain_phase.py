@@ -51,6 +51,7 @@ def pretrain_phase(
             reconstruction_weight=0.0,
             reconstruction_max_tokens=None,
             distill_blocks=False,
+            raw_anneal_steps=0,  # the task's curriculum, not the reconstruction's
         )
         pre = PretrainConfig(
             model=cfg.model,

@@ -51,14 +51,28 @@ class TrainConfig:
     distill_blocks: bool = option(
         False, help="distil the teacher's states at every compressed position, not only the answer"
     )
+    raw_anneal_steps: int = option(
+        0,
+        help="a raw-to-merged curriculum at K > 1: step 0 keeps every prompt token raw (as "
+        "K = 1 reads it), and the share kept raw (the highest-ranked tokens, --token-scorer) "
+        "falls linearly to the model's own layout by this step (0: off)",
+    )
     progress: bool = option(True, cli=False, help="show a progress bar")
+
+    def raw_share(self, step: int, final: float) -> float | None:
+        """The budget (positions per prompt token) of ``step`` in the raw-to-merged
+        curriculum: 1 (every token raw) at step 0, falling linearly towards ``final`` (the
+        model's own: its budget, or 1/K); None once the curriculum is over."""
+        if step >= self.raw_anneal_steps:
+            return None
+        return 1.0 - (1.0 - final) * step / self.raw_anneal_steps
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise KTMError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("warmup_steps", "eval_every", "save_every", "seed"):
+        for name in ("warmup_steps", "eval_every", "save_every", "seed", "raw_anneal_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise KTMError(f"{name} must be an integer >= 0, got {value!r}")

@@ -199,6 +199,9 @@ def train(
                 ],
                 device=accelerator.device,
             )
+            # the raw-to-merged curriculum: a falling share of each prompt kept raw
+            final = model.config.budget or 1 / model.k
+            raw_share = config.raw_share(step, final) if model.k > 1 else None
             t_step = time.perf_counter()
             loss_sum = torch.zeros(3, device=accelerator.device)
             for m in range(config.grad_accum):
@@ -207,7 +210,14 @@ def train(
                 ctx = accelerator.no_sync(wrapped) if m < config.grad_accum - 1 else _null()
                 with ctx:
                     summed = wrapped(
-                        prompts, answers, suffixes, recon, cap, teacher, config.distill_blocks
+                        prompts,
+                        answers,
+                        suffixes,
+                        recon,
+                        cap,
+                        teacher,
+                        config.distill_blocks,
+                        raw_share,
                     )
                     accelerator.backward((summed * weights).sum())
                 loss_sum += summed.detach()
