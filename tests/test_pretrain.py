@@ -135,20 +135,29 @@ def test_warm_up_ladder_reads_the_text_once_and_holds_one_model(
     assert len(reads) == 1 and most[0] == 1
 
 
+def _one_step_from(pretrained, tiny_model_dir, tmp_path, k: str, option: str):
+    """One step at lr 1e-9 of a K = ``k`` pre-training started ``option`` (``--init-from`` or
+    ``--init-lora-from``) the ``pretrained`` run's model; returns (the command without the
+    option, the run folder, its saved config), checked to record the start and no warm-ups."""
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    base = ["pretrain", "--model", str(tiny_model_dir), "--text", str(tmp_path / "corpus.txt"),
+            "--k", k, "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "1",
+            "--batch-size", "2", "--lr", "1e-9", "--no-progress"]  # fmt: skip
+    out = tmp_path / "run"
+    assert main(base + [option, str(pretrained / "model"), "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    key = option.removeprefix("--").replace("-", "_")
+    assert saved[key] == str(pretrained / "model") and saved["k_warmup"] == []
+    return base, out, saved
+
+
 def test_pretraining_starts_its_lora_from_a_smaller_k_run(pretrained, tiny_model_dir, tmp_path):
     """``--init-lora-from`` a finished K = 4 pre-training: a K = 8 run with no warm-ups whose
     LoRA starts from that run's; the option round-trips; a missing path or warm-ups asked for
     beside it are refused before anything is written."""
     from ktm.recipes.pretrain import PretrainConfig
 
-    (tmp_path / "corpus.txt").write_text(TEXT)
-    base = ["pretrain", "--model", str(tiny_model_dir), "--text", str(tmp_path / "corpus.txt"),
-            "--k", "8", "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "1",
-            "--batch-size", "2", "--lr", "1e-9", "--no-progress"]  # fmt: skip
-    out = tmp_path / "run"
-    assert main(base + ["--init-lora-from", str(pretrained / "model"), "--out", str(out)]) == 0
-    saved = json.loads((out / "config.json").read_text())
-    assert saved["init_lora_from"] == str(pretrained / "model") and saved["k_warmup"] == []
+    base, out, saved = _one_step_from(pretrained, tiny_model_dir, tmp_path, "8", "--init-lora-from")
     assert PretrainConfig.from_dict(saved).to_dict() == _options(saved, "pretrain")
     assert not list(out.glob("warmup-k*"))
     theirs = dict(KTMModel.from_pretrained(pretrained / "model").lm.named_parameters())
@@ -168,14 +177,7 @@ def test_pretraining_starts_its_lora_from_a_smaller_k_run(pretrained, tiny_model
 def test_pretraining_continues_from_a_whole_pretrained_model(pretrained, tiny_model_dir, tmp_path):
     """``--init-from`` a finished K = 4 pre-training: merger and LoRA both start from it (no
     warm-ups); a model of another shape, or both starts at once, are refused."""
-    (tmp_path / "corpus.txt").write_text(TEXT)
-    base = ["pretrain", "--model", str(tiny_model_dir), "--text", str(tmp_path / "corpus.txt"),
-            "--k", "4", "--chunk-tokens", "16", "--holdout-chunks", "4", "--steps", "1",
-            "--batch-size", "2", "--lr", "1e-9", "--no-progress"]  # fmt: skip
-    out = tmp_path / "run"
-    assert main(base + ["--init-from", str(pretrained / "model"), "--out", str(out)]) == 0
-    saved = json.loads((out / "config.json").read_text())
-    assert saved["init_from"] == str(pretrained / "model") and saved["k_warmup"] == []
+    base, out, saved = _one_step_from(pretrained, tiny_model_dir, tmp_path, "4", "--init-from")
     theirs = KTMModel.from_pretrained(pretrained / "model")
     mine = KTMModel.from_pretrained(out / "model")
     ours, source = dict(mine.named_parameters()), dict(theirs.named_parameters())
