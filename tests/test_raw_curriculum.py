@@ -17,6 +17,7 @@ def test_the_raw_share_falls_from_every_token_to_the_models_layout():
     cfg = TrainConfig(steps=10, raw_anneal_steps=4)
     assert [cfg.raw_share(s, 0.25) for s in range(6)] == [1.0, 0.8125, 0.625, 0.4375, None, None]
     assert TrainConfig(steps=10).raw_share(0, 0.25) is None  # off by default
+    assert cfg.raw_share(0, 1.0) is None  # K = 1: nothing to anneal
     with pytest.raises(KTMError, match="raw_anneal_steps"):
         TrainConfig(raw_anneal_steps=-1)
 

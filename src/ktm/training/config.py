@@ -62,8 +62,9 @@ class TrainConfig:
     def raw_share(self, step: int, final: float) -> float | None:
         """The budget (positions per prompt token) of ``step`` in the raw-to-merged
         curriculum: 1 (every token raw) at step 0, falling linearly towards ``final`` (the
-        model's own: its budget, or 1/K); None once the curriculum is over."""
-        if step >= self.raw_anneal_steps:
+        model's own: its budget, or 1/K); None once the curriculum is over, or when ``final``
+        is 1 (K = 1: every token is raw already)."""
+        if step >= self.raw_anneal_steps or final >= 1:
             return None
         return 1.0 - (1.0 - final) * step / self.raw_anneal_steps
 

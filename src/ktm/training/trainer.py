@@ -199,9 +199,7 @@ def train(
                 ],
                 device=accelerator.device,
             )
-            # the raw-to-merged curriculum: a falling share of each prompt kept raw
-            final = model.config.budget or 1 / model.k
-            raw_share = config.raw_share(step, final) if model.k > 1 else None
+            raw_share = config.raw_share(step, model.config.budget or 1 / model.k)
             t_step = time.perf_counter()
             loss_sum = torch.zeros(3, device=accelerator.device)
             for m in range(config.grad_accum):
