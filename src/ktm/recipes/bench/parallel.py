@@ -30,11 +30,11 @@ def _train_arm(name: str, cfg: RunConfig, folder: Path, resume: bool) -> str:
     return name
 
 
-def worker_threads(jobs: int, threads: int | None = None) -> int:
+def worker_threads(jobs: int) -> int:
     """Torch threads per worker: this process's threads shared among ``jobs``, at least 1."""
     import torch
 
-    return max(1, (threads or torch.get_num_threads()) // jobs)
+    return max(1, torch.get_num_threads() // jobs)
 
 
 def train_arms_in_parallel(configs: Mapping[str, RunConfig], out: Path, jobs: int) -> list[str]:
@@ -44,8 +44,6 @@ def train_arms_in_parallel(configs: Mapping[str, RunConfig], out: Path, jobs: in
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
-    if jobs < 1:
-        raise KTMError(f"--jobs must be an integer >= 1, got {jobs}")
     folders = {name: RunFolder(out / name, "train") for name in configs}
     todo = {name: f for name, f in folders.items() if not f.finished}
     if not todo:
