@@ -83,6 +83,17 @@ def test_kept_tokens_are_the_ones_the_scorer_ranks_highest(make_model):
             assert sorted(ranked[: len(batch.kept[i])]) == batch.kept[i]
 
 
+def test_auto_scorer_is_idf_once_fitted_and_prior_before(make_model):
+    model = make_model(k=4, budget=0.5)  # token_scorer auto, the default
+    ids, _ = model.encode_prompts(PROMPTS)
+    prior = make_model(k=4, token_scorer="prior").token_scores(ids)
+    assert all(torch.equal(a, b) for a, b in zip(model.token_scores(ids), prior))
+    model.fit_token_idf(PROMPTS[1:])  # PROMPTS[0]'s own words are the rarest now
+    scores = model.token_scores(ids)
+    assert all(torch.equal(s, model.token_idf[torch.tensor(i)]) for s, i in zip(scores, ids))
+    assert not torch.equal(scores[0], prior[0])
+
+
 def test_kept_tokens_reach_the_model_as_their_own_embeddings(make_model):
     model = make_model(k=4, budget=0.5)
     ids, _ = model.encode_prompts(PROMPTS[:1])

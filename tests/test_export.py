@@ -100,6 +100,7 @@ def test_spread_positions_are_not_exported_for_vllm(make_model, tmp_path):
 
 def test_payload_carries_the_selectively_expanded_embeddings(make_model):
     model = make_model(k=4)
+    model.fit_token_idf(PROMPTS)  # the default scorer's table, as ktm train fits it
     batch = model.compress(PROMPTS, budget=0.5)
     embeds = prompt_embeds(model, PROMPTS, budget=0.5)
     assert [e.shape[0] for e in embeds] == batch.tokens_out

@@ -43,13 +43,16 @@ def test_task_run_starts_from_the_general_merger(
     general_dir, tiny_model_dir, trees, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setenv("KTM_MERGERS", str(general_dir))
-    assert _train(tiny_model_dir, trees, tmp_path / "r") == 0
+    assert _train(tiny_model_dir, trees, tmp_path / "r", "--steps", "4") == 0
     err = capsys.readouterr().err
     assert f"starting from the general merger {general_dir / 'tiny-k4'}" in err
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["init_from"] == str(general_dir / "tiny-k4")
     assert not (tmp_path / "r" / "pretrain").exists()  # no pre-training on the task's prompts
     assert saved["train"]["lr"] == 3e-4  # the fine-tuning rate of a pre-trained start
+    anneal = saved["train"]["raw_anneal_steps"]  # and the raw-to-merged curriculum, said
+    assert anneal == saved["train"]["steps"] // 2 >= 1
+    assert f"raw-to-merged curriculum over the first {anneal} steps" in err
 
 
 def test_a_mismatching_general_merger_is_named_and_not_used(

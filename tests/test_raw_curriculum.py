@@ -16,7 +16,7 @@ EXAMPLES = [
 def test_the_raw_share_falls_from_every_token_to_the_models_layout():
     cfg = TrainConfig(steps=10, raw_anneal_steps=4)
     assert [cfg.raw_share(s, 0.25) for s in range(6)] == [1.0, 0.8125, 0.625, 0.4375, None, None]
-    assert TrainConfig(steps=10).raw_share(0, 0.25) is None  # off by default
+    assert TrainConfig(steps=10).raw_share(0, 0.25) is None  # off unless a recipe decides
     assert cfg.raw_share(0, 1.0) is None  # K = 1: nothing to anneal
     with pytest.raises(KTMError, match="raw_anneal_steps"):
         TrainConfig(raw_anneal_steps=-1)
@@ -28,6 +28,7 @@ def test_training_reads_the_curriculums_layout_at_each_step(
 ):
     torch.manual_seed(0)
     model = KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=k, budget=budget))
+    model.fit_token_idf([e.model_prompt for e in EXAMPLES])  # the ranking, as ktm train fits it
     read: list[tuple[float | None, int, int]] = []  # (budget, positions, prompt tokens) of row 0
     compress = model.compress_ids
 

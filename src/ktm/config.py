@@ -16,10 +16,11 @@ MERGER_INITS = ("mean", "random")
 MERGER_NORMS = ("none", "token")
 POSITIONS = ("compact", "spread")
 SCORERS = (
+    "auto",
+    "idf",
     "prior",
     "selfinfo",
-    "idf",
-)  # token rankings (expansion, select pooling): ktm.token_scores
+)  # token rankings (expansion, curriculum, select pooling): ktm.token_scores
 POOLS = ("mean", "select")
 REDUCTIONS = ("first", "last", "prune")  # token-space baselines, see ktm.tasks.token_budget
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
@@ -94,13 +95,14 @@ class KTMConfig:
         "0.3 T positions for T tokens (default: every block merged)",
     )
     token_scorer: str = option(
-        "prior",
+        "auto",
         choices=SCORERS,
-        help="what ranks tokens for selective expansion and select pooling: prior: -log "
-        "p(token | start of text) under the base model (free at inference); selfinfo: -log "
-        "p(token | the tokens before it) (a pass of the base model over the prompt); idf: "
-        "rarity across the training prompts (a template's words score 0; fitted by the run "
-        "and saved with the model)",
+        help="what ranks tokens for selective expansion, the raw-to-merged curriculum and "
+        "select pooling: idf: rarity across the training prompts (a template's words score 0; "
+        "ktm train fits it on the task's prompts and saves it with the model); prior: -log "
+        "p(token | start of text) under the base model (needs no fitting, but ranks a "
+        "template's words high); selfinfo: -log p(token | the tokens before it) (a pass of the "
+        "base model over the prompt); auto: idf when the model has its table, else prior",
     )
     lora_r: int = option(8, help="LoRA rank (0: no LoRA)")
     lora_alpha: float = option(32, help="LoRA alpha")

@@ -28,14 +28,17 @@ class SelectiveMixin:
     def token_scores(self, prompt_ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """(T,) per prompt: how worth keeping raw each token is, by ``config.token_scorer``,
         under the base model with the adapter off."""
-        if self.config.token_scorer == "idf":
+        scorer = self.config.token_scorer
+        if scorer == "auto":
+            scorer = "prior" if self.token_idf is None else "idf"
+        if scorer == "idf":
             if self.token_idf is None:
                 raise KTMError(
                     "token_scorer idf needs its table, fitted on training prompts: train the "
                     "model with ktm train, or call model.fit_token_idf(prompts)"
                 )
             return [self.token_idf[torch.tensor(list(p), dtype=torch.long)] for p in prompt_ids]
-        if self.config.token_scorer == "selfinfo":
+        if scorer == "selfinfo":
             with self.base_lm() as lm:
                 return self_information(lm, prompt_ids)
         if self._prior is None:

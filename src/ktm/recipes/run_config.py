@@ -20,6 +20,7 @@ from .run_folder import check_dtype, run_dict, run_from_dict
 DEFAULT_METRIC = "balanced_accuracy"
 
 FINETUNE_LR = 3e-4  # the task phase's learning rate after pre-training (resolved())
+RAW_ANNEAL_MAX = 200  # the raw-to-merged curriculum's default length after a pre-trained start
 
 
 @dataclass
@@ -166,7 +167,11 @@ class RunConfig:
         ``train.lr`` becomes :data:`FINETUNE_LR` (3e-4) when the merger starts
         pre-trained — the task then fine-tunes a model that already reads merged blocks, and
         at 1e-3 its first task steps undo that (runs took off and collapsed, or never took
-        off) — and :data:`DEFAULT_LR` (1e-3) otherwise.
+        off) — and :data:`DEFAULT_LR` (1e-3) otherwise. An unset ``train.raw_anneal_steps``
+        becomes half the steps, at most :data:`RAW_ANNEAL_MAX`, when the run starts from a
+        saved merger (the task is learnt on raw tokens first, then merged a token at a time:
+        from a pre-trained merger the merged task otherwise takes off late or never), and 0
+        otherwise.
         """
         cfg = self
         if self.general_merger_applies:
@@ -179,7 +184,13 @@ class RunConfig:
             if t.lr is not None
             else (FINETUNE_LR if cfg.merger_starts_pretrained else DEFAULT_LR)
         )
-        return dataclasses.replace(cfg, train=dataclasses.replace(t, lr=lr))
+        anneal = t.raw_anneal_steps
+        if anneal is None:
+            starts_saved = cfg.start_from and cfg.ktm.k > 1 and cfg.reduction is None
+            anneal = min(RAW_ANNEAL_MAX, t.steps // 2) if starts_saved else 0
+        return dataclasses.replace(
+            cfg, train=dataclasses.replace(t, lr=lr, raw_anneal_steps=anneal)
+        )
 
     def to_dict(self) -> dict:
         return run_dict(self)

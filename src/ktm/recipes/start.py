@@ -65,3 +65,6 @@ def say_start(cfg) -> None:
             f"LoRA shape{why}; pre-training on the task's prompts instead"
         )
         print(message, file=sys.stderr)
+    if cfg.train.raw_anneal_steps and cfg.ktm.k > 1:
+        print(f"ktm: raw-to-merged curriculum over the first {cfg.train.raw_anneal_steps} steps "
+              "(--raw-anneal-steps 0: none)", file=sys.stderr)  # fmt: skip

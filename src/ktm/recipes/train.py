@@ -80,7 +80,7 @@ def run_training(
         model, teacher = _build_models(cfg)  # the same initialisation as the first build
     if pretrain_info and "skipped" not in pretrain_info:
         init_from(model, out / "pretrain" / "model")
-    if cfg.ktm.token_scorer == "idf" and cfg.ktm.k > 1:  # its table: the task's own prompts
+    if cfg.ktm.token_scorer in ("auto", "idf") and cfg.ktm.k > 1:  # on the task's prompts
         model.fit_token_idf([e.model_prompt for stage in stages for e in stage.train])
     cfg.train.progress = progress
     setup_seconds = run.seconds_since_start() - phase_seconds

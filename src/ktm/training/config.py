@@ -51,11 +51,12 @@ class TrainConfig:
     distill_blocks: bool = option(
         False, help="distil the teacher's states at every compressed position, not only the answer"
     )
-    raw_anneal_steps: int = option(
-        0,
+    raw_anneal_steps: int | None = option(
+        None,
         help="a raw-to-merged curriculum at K > 1: step 0 keeps every prompt token raw (as "
         "K = 1 reads it), and the share kept raw (the highest-ranked tokens, --token-scorer) "
-        "falls linearly to the model's own layout by this step (0: off)",
+        "falls linearly to the model's own layout by this step (0: off; default: half the "
+        "steps, at most 200, when a task run starts from a pre-trained merger, else off)",
     )
     progress: bool = option(True, cli=False, help="show a progress bar")
 
@@ -64,9 +65,10 @@ class TrainConfig:
         curriculum: 1 (every token raw) at step 0, falling linearly towards ``final`` (the
         model's own: its budget, or 1/K); None once the curriculum is over, or when ``final``
         is 1 (K = 1: every token is raw already)."""
-        if step >= self.raw_anneal_steps or final >= 1:
+        steps = self.raw_anneal_steps or 0  # None (a recipe's default left undecided): off
+        if step >= steps or final >= 1:
             return None
-        return 1.0 - (1.0 - final) * step / self.raw_anneal_steps
+        return 1.0 - (1.0 - final) * step / steps
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum"):
@@ -75,6 +77,8 @@ class TrainConfig:
                 raise KTMError(f"{name} must be an integer >= 1, got {value!r}")
         for name in ("warmup_steps", "eval_every", "save_every", "seed", "raw_anneal_steps"):
             value = getattr(self, name)
+            if value is None and name == "raw_anneal_steps":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise KTMError(f"{name} must be an integer >= 0, got {value!r}")
         if self.seed >= MAX_SEED:
