@@ -48,7 +48,11 @@ def test_task_run_starts_from_the_general_merger(
     assert f"starting from the general merger {general_dir / 'tiny-k4'}" in err
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["init_from"] == str(general_dir / "tiny-k4")
-    assert not (tmp_path / "r" / "pretrain").exists()  # no pre-training on the task's prompts
+    # a short pre-training on the task's prompts (a quarter of the steps), from the merger
+    assert saved["pretrain_steps"] == 1 and saved["pretrain_lr"] == 5e-4
+    phase = json.loads((tmp_path / "r" / "pretrain" / "config.json").read_text())
+    assert phase["init_from"] == saved["init_from"] and phase["k_warmup"] == []
+    assert f"for 1 steps first, from {saved['init_from']}" in err
     assert saved["train"]["lr"] == 3e-4  # the fine-tuning rate of a pre-trained start
     anneal = saved["train"]["raw_anneal_steps"]  # and the raw-to-merged curriculum, said
     assert anneal == saved["train"]["steps"] // 2 >= 1

@@ -521,19 +521,21 @@ def test_pretrain_text_adds_to_the_default_recipes_text(tiny_model_dir, tmp_path
 
 
 @pytest.mark.parametrize(
-    "ktm, extra, lr, anneal",
+    "ktm, extra, lr, anneal, pre",
     [
-        ({"k": 4}, {}, 3e-4, 0),  # the recipe: built-in pre-training phase, then fine-tuning
-        ({"k": 4}, {"pretrain_steps": 0}, 1e-3, 0),  # the task alone
-        ({"k": 4}, {"init_from": "pre/model"}, 3e-4, 150),  # a saved merger: the curriculum
-        ({"k": 4}, {"init_from": "pre/model", "train": {"steps": 1000}}, 3e-4, 200),
-        ({"k": 4}, {"init_from": "pre/model", "train": {"raw_anneal_steps": 0}}, 3e-4, 0),
-        ({"k": 1}, {}, 1e-3, 0),  # nothing merged
-        ({"k": 4, "merger": "mean"}, {}, 1e-3, 0),  # nothing to pre-train
-        ({"k": 4}, {"train": {"lr": 5e-4}}, 5e-4, 0),  # asked for
+        ({"k": 4}, {}, 3e-4, 0, (300, 1e-3)),  # built-in pre-training phase, then fine-tuning
+        ({"k": 4}, {"pretrain_steps": 0}, 1e-3, 0, (0, 1e-3)),  # the task alone
+        ({"k": 4}, {"init_from": "pre/model"}, 3e-4, 150, (0, 5e-4)),  # a saved merger
+        ({"k": 4}, {"init_from": "pre/model", "train": {"steps": 1000}}, 3e-4, 200, (0, 5e-4)),
+        ({"k": 4}, {"init_from": "pre/model", "train": {"raw_anneal_steps": 0}}, 3e-4, 0,
+         (0, 5e-4)),
+        ({"k": 4}, {"init_from": "pre/model", "pretrain_steps": 20}, 3e-4, 150, (20, 5e-4)),
+        ({"k": 1}, {}, 1e-3, 0, (0, 1e-3)),  # nothing merged
+        ({"k": 4, "merger": "mean"}, {}, 1e-3, 0, (0, 1e-3)),  # nothing to pre-train
+        ({"k": 4}, {"train": {"lr": 5e-4}}, 5e-4, 0, (300, 1e-3)),  # asked for
     ],
 )
-def test_recipe_resolves_the_task_learning_rate_and_curriculum(ktm, extra, lr, anneal):
+def test_recipe_resolves_the_task_learning_rate_and_curriculum(ktm, extra, lr, anneal, pre):
     from ktm.recipes.data import DataConfig
     from ktm.recipes.run_config import RunConfig
     from ktm.training import TrainConfig
@@ -543,6 +545,7 @@ def test_recipe_resolves_the_task_learning_rate_and_curriculum(ktm, extra, lr, a
     cfg = RunConfig("m", KTMConfig(**ktm), train, DataConfig(), **extra).resolved()
     assert cfg.train.lr == lr and cfg.train.reconstruction_weight == 0
     assert cfg.train.raw_anneal_steps == anneal
+    assert (cfg.resolved_pretrain_steps, cfg.pretrain_lr) == pre
     assert RunConfig.from_dict(cfg.to_dict()).resolved().to_dict() == cfg.to_dict()
     with pytest.raises(KTMError, match="pretrain_lr"):
         RunConfig("m", KTMConfig(**ktm), train, DataConfig(), pretrain_lr=0.0)

@@ -3,7 +3,9 @@ merger + LoRA on the task's training prompts, as a run of its own in ``<run>/pre
 (resumable); the task model then starts from ``<run>/pretrain/model``.
 
 A merger trained on the task loss alone does not learn on a CPU budget; one that first
-learns to let the LM regenerate the prompt from its merged prefix does.
+learns to let the LM regenerate the prompt from its merged prefix does. From a saved merger
+(a general one) the phase is short: it starts from that merger and only meets the task's
+kind of prompt.
 """
 
 from __future__ import annotations
@@ -62,11 +64,13 @@ def pretrain_phase(
             chunk_tokens=cfg.pretrain_chunk_tokens,
             dtype=cfg.dtype,
             k_warmup_steps=cfg.pretrain_k_warmup_steps,
+            init_from=cfg.start_from,
         )
         if process_state().is_main_process:
+            start = f", from {cfg.start_from}" if cfg.start_from else ""
             print(
                 f"ktm: pre-training merger + LoRA on the task's prompts for {steps} steps "
-                f"first ({part.path}; --pretrain-steps 0 skips)",
+                f"first{start} ({part.path}; --pretrain-steps 0 skips)",
                 file=sys.stderr,
             )
         t0 = run.seconds_since_start()

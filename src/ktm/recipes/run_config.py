@@ -20,6 +20,7 @@ from .run_folder import check_dtype, run_dict, run_from_dict
 DEFAULT_METRIC = "balanced_accuracy"
 
 FINETUNE_LR = 3e-4  # the task phase's learning rate after pre-training (resolved())
+PRETRAIN_FROM_SAVED_LR = 5e-4  # the pre-training phase's rate when it starts from a saved merger
 RAW_ANNEAL_MAX = 200  # the raw-to-merged curriculum's default length after a pre-trained start
 
 
@@ -59,11 +60,16 @@ class RunConfig:
     )
     pretrain_steps: int | None = option(
         None,
-        help="reconstruction pre-training steps on the task's prompts before the task "
-        "(default: as many as --steps at K > 1 with the MLP merger and no --init-from; 0: none)",
+        help="reconstruction pre-training steps on the task's prompts before the task, at "
+        "K > 1 with the MLP merger (default: as many as --steps from a fresh merger, a quarter "
+        "of them from the general merger, none after --init-from; 0: none)",
     )
     pretrain_chunk_tokens: int = option(32, help="tokens per pre-training chunk")
-    pretrain_lr: float = option(DEFAULT_LR, help="learning rate of the pre-training phase")
+    pretrain_lr: float | None = option(
+        None,
+        help="learning rate of the pre-training phase (default: 1e-3 from a fresh merger, 5e-4 "
+        "from a saved one)",
+    )
     pretrain_text: list[str] = option(
         default_factory=list,
         repeat=True,
@@ -97,7 +103,9 @@ class RunConfig:
         r = self.reduction_k
         if isinstance(r, bool) or not isinstance(r, int) or r < 1:
             raise KTMError(f"reduction_k must be an integer >= 1, got {r!r}")
-        if not (self.pretrain_lr > 0 and math.isfinite(self.pretrain_lr)):
+        if self.pretrain_lr is not None and not (
+            self.pretrain_lr > 0 and math.isfinite(self.pretrain_lr)
+        ):
             raise KTMError(f"pretrain_lr must be a positive number, got {self.pretrain_lr!r}")
         steps = self.pretrain_steps
         bad = isinstance(steps, bool) or not isinstance(steps, int) or steps < 0
@@ -105,8 +113,8 @@ class RunConfig:
             raise KTMError(f"pretrain_steps must be an integer >= 0, got {steps!r}")
         if steps and not self.pretraining_applies:
             raise KTMError(
-                "pretrain_steps needs K > 1 with the MLP merger and no init_from, init_lora_from "
-                "or reduction (nothing else has a merger to pre-train); leave it unset or 0"
+                "pretrain_steps needs K > 1 with the MLP merger and no init_lora_from or "
+                "reduction (nothing else has a merger to pre-train); leave it unset or 0"
             )
         if self.init_lora_from and self.ktm.lora_r == 0:
             raise KTMError("init_lora_from needs a LoRA (lora_r > 0); leave it unset")
@@ -115,8 +123,8 @@ class RunConfig:
         if self.pretrain_text and not self.resolved_pretrain_steps:
             raise KTMError(
                 "pretrain_text is read by the pre-training phase, which this run does not have "
-                "(it needs K > 1 with the MLP merger, no init_from or init_lora_from, and "
-                "pretrain_steps not 0)"
+                "(it needs K > 1 with the MLP merger, no init_lora_from, and pretrain_steps "
+                "not 0)"
             )
 
     @property
@@ -131,26 +139,23 @@ class RunConfig:
 
     @property
     def pretraining_applies(self) -> bool:
-        """Whether the run has a fresh MLP merger and LoRA that pre-training would help."""
-        return self._has_mlp_merger and not (self.start_from or self.init_lora_from)
+        """Whether the run has an MLP merger and LoRA (fresh, or from a saved merger) that
+        pre-training on the task's prompts would help."""
+        return self._has_mlp_merger and not self.init_lora_from
 
     @property
     def general_merger_applies(self) -> bool:
-        """Whether the default recipe would start from a general merger: a fresh MLP merger,
-        no ``init_from`` (not even ``none``), and no pre-training phase asked for."""
-        return (
-            self.pretraining_applies
-            and self.init_from is None
-            and self.pretrain_steps is None
-            and not self.pretrain_text
-        )
+        """Whether the default recipe would start from a general merger: an MLP merger, no
+        ``init_from`` (not even ``none``) and no ``init_lora_from``."""
+        return self.pretraining_applies and self.init_from is None
 
     @property
     def resolved_pretrain_steps(self) -> int:
         """Reconstruction pre-training steps before the task: ``pretrain_steps``, or when it is
-        unset (the default recipe) as many as the task's steps wherever pre-training applies."""
+        unset (the default recipe) as many as the task's steps from a fresh merger, and none
+        from a saved one (:meth:`resolved` decides a general merger's)."""
         if self.pretrain_steps is None:
-            return self.train.steps if self.pretraining_applies else 0
+            return self.train.steps if self.pretraining_applies and not self.start_from else 0
         return self.pretrain_steps
 
     @property
@@ -163,7 +168,9 @@ class RunConfig:
         """This config with the recipe's defaults decided, as the run records it.
 
         With no ``init_from`` where the default recipe applies, the run starts from the general
-        merger for its base model and K (:mod:`.general_merger`), if there is one. An unset
+        merger for its base model and K (:mod:`.general_merger`), if there is one, after a
+        pre-training phase on the task's prompts of a quarter of the steps (an unset
+        ``pretrain_steps``) at ``pretrain_lr`` 5e-4 (1e-3 from a fresh merger). An unset
         ``train.lr`` becomes :data:`FINETUNE_LR` (3e-4) when the merger starts
         pre-trained — the task then fine-tunes a model that already reads merged blocks, and
         at 1e-3 its first task steps undo that (runs took off and collapsed, or never took
@@ -177,7 +184,10 @@ class RunConfig:
         if self.general_merger_applies:
             found = find_general_merger(self.model, self.ktm)
             if found is not None:
-                cfg = dataclasses.replace(self, init_from=str(found))
+                # it reads merged text already: a short phase shows it the task's prompts
+                steps = self.pretrain_steps
+                steps = max(1, self.train.steps // 4) if steps is None else steps
+                cfg = dataclasses.replace(self, init_from=str(found), pretrain_steps=steps)
         t = cfg.train
         lr = (
             t.lr
@@ -188,8 +198,11 @@ class RunConfig:
         if anneal is None:
             starts_saved = cfg.start_from and cfg.ktm.k > 1 and cfg.reduction is None
             anneal = min(RAW_ANNEAL_MAX, t.steps // 2) if starts_saved else 0
+        pretrain_lr = cfg.pretrain_lr or (PRETRAIN_FROM_SAVED_LR if cfg.start_from else DEFAULT_LR)
         return dataclasses.replace(
-            cfg, train=dataclasses.replace(t, lr=lr, raw_anneal_steps=anneal)
+            cfg,
+            train=dataclasses.replace(t, lr=lr, raw_anneal_steps=anneal),
+            pretrain_lr=pretrain_lr,
         )
 
     def to_dict(self) -> dict:
