@@ -31,6 +31,26 @@ def to_bf16(path: Path) -> None:
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in state.items()}, path)
 
 
+def _run_of(source: Path) -> tuple[Path, int | None]:
+    """The run folder of a run or checkpoint path, and the checkpoint's step (None: the end)."""
+    if "checkpoints" in source.parts:
+        return source.parent.parent, int(source.name.split("-")[-1])
+    return source, None
+
+
+def earlier_stages(cfg: dict) -> list[dict]:
+    """The pre-trainings this one started from (``init_from``, followed back), oldest last:
+    each with its source, the step it was taken at and its run config (None when unreadable)."""
+    stages, source = [], cfg.get("init_from")
+    while source and len(stages) < 10:
+        run, step = _run_of(Path(source))
+        saved = run / "config.json"
+        config = read_json(saved, "run config") if saved.is_file() else None
+        stages.append({"source": source, "step": step, "config": config})
+        source = config.get("init_from") if config else None
+    return stages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="the pre-training run folder, or one of its checkpoints")
@@ -56,6 +76,7 @@ def main() -> None:
         "source": str(source),
         "steps": int(checkpoint.name.split("-")[-1]) if checkpoint else cfg["train"]["steps"],
         "pretrain_config": cfg,
+        "started_from": earlier_stages(cfg),
         "metrics": read_json(metrics, "metrics") if metrics.is_file() else None,
     }
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")

@@ -141,13 +141,21 @@ def test_bundled_merger_is_bf16_and_task_runs_start_from_it(
                  "--k", "4", "--steps", "2", "--batch-size", "2", "--chunk-tokens", "16",
                  "--holdout-chunks", "2", "--k-warmup-steps", "0", "--no-progress",
                  "--out", str(run)]) == 0  # fmt: skip
+    then = tmp_path / "then"  # a second stage from the first: the provenance names both
+    assert main(["pretrain", "--model", str(tiny_model_dir), "--task", "tree", "--data", str(trees),
+                 "--k", "4", "--steps", "1", "--batch-size", "2", "--chunk-tokens", "16",
+                 "--holdout-chunks", "2", "--init-from", str(run / "checkpoints" / "step-000002"),
+                 "--no-progress", "--out", str(then)]) == 0  # fmt: skip
     into = tmp_path / "bundles"
-    monkeypatch.setattr(sys, "argv", ["bundle", str(run), "tiny-k4", "--into", str(into)])
+    monkeypatch.setattr(sys, "argv", ["bundle", str(then), "tiny-k4", "--into", str(into)])
     script("bundle_general_merger").main()
     assert "MB" in capsys.readouterr().out
     weights = load_file(into / "tiny-k4" / "merger.safetensors")
     assert all(v.dtype == torch.bfloat16 for v in weights.values())
-    assert json.loads((into / "tiny-k4" / "provenance.json").read_text())["steps"] == 2
+    provenance = json.loads((into / "tiny-k4" / "provenance.json").read_text())
+    assert provenance["steps"] == 1
+    (first,) = provenance["started_from"]
+    assert first["step"] == 2 and first["config"]["train"]["steps"] == 2
     monkeypatch.setenv("KTM_MERGERS", str(into))
     assert _train(tiny_model_dir, trees, tmp_path / "r") == 0
     assert "starting from the general merger" in capsys.readouterr().err
