@@ -71,6 +71,13 @@ def main() -> None:
     model.save_pretrained(out)
     for f in out.rglob("*.safetensors"):
         to_bf16(f)
+    # no path of this machine in the package: peft's card and the adapter's base model path
+    (out / "adapter" / "README.md").unlink(missing_ok=True)
+    adapter = out / "adapter" / "adapter_config.json"
+    if adapter.is_file():
+        meta = json.loads(adapter.read_text())
+        meta["base_model_name_or_path"] = cfg["model"]
+        adapter.write_text(json.dumps(meta, indent=2) + "\n")
     metrics = run / "metrics.json"
     provenance = {
         "source": str(source),

@@ -49,14 +49,31 @@ def test_task_run_starts_from_the_general_merger(
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["init_from"] == str(general_dir / "tiny-k4")
     # a short pre-training on the task's prompts (a quarter of the steps), from the merger
-    assert saved["pretrain_steps"] == 1 and saved["pretrain_lr"] == 5e-4
+    assert saved["pretrain_steps"] is None and saved["pretrain_lr"] == 5e-4
     phase = json.loads((tmp_path / "r" / "pretrain" / "config.json").read_text())
     assert phase["init_from"] == saved["init_from"] and phase["k_warmup"] == []
+    assert phase["train"]["steps"] == 1
     assert f"for 1 steps first, from {saved['init_from']}" in err
     assert saved["train"]["lr"] == 3e-4  # the fine-tuning rate of a pre-trained start
     anneal = saved["train"]["raw_anneal_steps"]  # and the raw-to-merged curriculum, said
     assert anneal == saved["train"]["steps"] // 2 >= 1
     assert f"raw-to-merged curriculum over the first {anneal} steps" in err
+
+
+def test_too_little_text_skips_the_phase_and_starts_from_the_general_merger(
+    general_dir, tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("KTM_MERGERS", str(general_dir))
+    rows = tmp_path / "t.jsonl"
+    rows.write_text("".join(json.dumps({"q": f"is {w} big", "a": "yes" if i % 2 else "no"}) + "\n"
+                            for i, w in enumerate(["ants", "whales"])))  # fmt: skip
+    assert main(["train", "--model", str(tiny_model_dir), "--task", "custom", "--train-file",
+                 str(rows), "--test-file", str(rows), "--template", "{q}", "--answer-field", "a",
+                 "--labels", "yes,no", "--k", "4", "--steps", "4", "--batch-size", "2",
+                 "--no-progress", "--out", str(tmp_path / "r")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "no pre-training" in err and f"the task starts from {general_dir / 'tiny-k4'}" in err
+    assert "skipped" in json.loads((tmp_path / "r" / "metrics.json").read_text())["pretrain"]
 
 
 def test_a_mismatching_general_merger_is_named_and_not_used(
@@ -152,6 +169,9 @@ def test_bundled_merger_is_bf16_and_task_runs_start_from_it(
     assert "MB" in capsys.readouterr().out
     weights = load_file(into / "tiny-k4" / "merger.safetensors")
     assert all(v.dtype == torch.bfloat16 for v in weights.values())
+    adapter = json.loads((into / "tiny-k4" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_model_dir)  # the run's --model
+    assert not (into / "tiny-k4" / "adapter" / "README.md").exists()
     provenance = json.loads((into / "tiny-k4" / "provenance.json").read_text())
     assert provenance["steps"] == 1
     (first,) = provenance["started_from"]

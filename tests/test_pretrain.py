@@ -527,8 +527,13 @@ def test_pretrain_text_adds_to_the_default_recipes_text(tiny_model_dir, tmp_path
         ({"k": 4}, {"pretrain_steps": 0}, 1e-3, 0, (0, 1e-3)),  # the task alone
         ({"k": 4}, {"init_from": "pre/model"}, 3e-4, 150, (0, 5e-4)),  # a saved merger
         ({"k": 4}, {"init_from": "pre/model", "train": {"steps": 1000}}, 3e-4, 200, (0, 5e-4)),
-        ({"k": 4}, {"init_from": "pre/model", "train": {"raw_anneal_steps": 0}}, 3e-4, 0,
-         (0, 5e-4)),
+        (
+            {"k": 4},
+            {"init_from": "pre/model", "train": {"raw_anneal_steps": 0}},
+            3e-4,
+            0,
+            (0, 5e-4),
+        ),
         ({"k": 4}, {"init_from": "pre/model", "pretrain_steps": 20}, 3e-4, 150, (20, 5e-4)),
         ({"k": 1}, {}, 1e-3, 0, (0, 1e-3)),  # nothing merged
         ({"k": 4, "merger": "mean"}, {}, 1e-3, 0, (0, 1e-3)),  # nothing to pre-train

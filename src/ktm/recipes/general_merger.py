@@ -29,6 +29,12 @@ def merger_folders() -> list[Path]:
     return [p for p in [*extra, BUNDLED] if p.is_dir()]
 
 
+def is_general_merger(path: str | Path) -> bool:
+    """Whether ``path`` lies in one of the :func:`merger_folders`."""
+    path = Path(path).resolve()
+    return any(path.is_relative_to(f.resolve()) for f in merger_folders())
+
+
 def shape(cfg: KTMConfig) -> tuple:
     """What a saved merger + LoRA must share with a run to start it: K, the merger's kind,
     width, context and norm, and the LoRA's rank, scale and targets."""

@@ -79,7 +79,9 @@ def pretrain_phase(
         except NotEnoughText as e:
             if cfg.pretrain_steps is not None:  # asked for explicitly: an error
                 raise
-            print(f"ktm: note: no pre-training ({e}); the merger starts fresh", file=sys.stderr)
+            start = cfg.start_from or "a fresh merger"
+            print(f"ktm: note: no pre-training ({e}); the task starts from {start}",
+                  file=sys.stderr)  # fmt: skip
             return {"skipped": str(e)}
         ran_seconds = run.seconds_since_start() - t0
     done = part.read_metrics()

@@ -13,7 +13,7 @@ from ..fields import option
 from ..training import TrainConfig
 from ..training.config import DEFAULT_LR
 from .data import DataConfig
-from .general_merger import NONE, find_general_merger
+from .general_merger import NONE, find_general_merger, is_general_merger
 from .options import dtype_option, ktm_part, model_option, train_part
 from .run_folder import check_dtype, run_dict, run_from_dict
 
@@ -152,11 +152,16 @@ class RunConfig:
     @property
     def resolved_pretrain_steps(self) -> int:
         """Reconstruction pre-training steps before the task: ``pretrain_steps``, or when it is
-        unset (the default recipe) as many as the task's steps from a fresh merger, and none
-        from a saved one (:meth:`resolved` decides a general merger's)."""
-        if self.pretrain_steps is None:
-            return self.train.steps if self.pretraining_applies and not self.start_from else 0
-        return self.pretrain_steps
+        unset (the default recipe) as many as the task's steps from a fresh merger, a quarter
+        of them (at least 1) from a general merger — it reads merged text already, and only
+        meets the task's kind of prompt — and none from another saved one (``init_from``)."""
+        if self.pretrain_steps is not None:
+            return self.pretrain_steps
+        if not self.pretraining_applies:
+            return 0
+        if not self.start_from:
+            return self.train.steps
+        return max(1, self.train.steps // 4) if is_general_merger(self.start_from) else 0
 
     @property
     def merger_starts_pretrained(self) -> bool:
@@ -184,10 +189,7 @@ class RunConfig:
         if self.general_merger_applies:
             found = find_general_merger(self.model, self.ktm)
             if found is not None:
-                # it reads merged text already: a short phase shows it the task's prompts
-                steps = self.pretrain_steps
-                steps = max(1, self.train.steps // 4) if steps is None else steps
-                cfg = dataclasses.replace(self, init_from=str(found), pretrain_steps=steps)
+                cfg = dataclasses.replace(self, init_from=str(found))
         t = cfg.train
         lr = (
             t.lr

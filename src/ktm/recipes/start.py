@@ -51,10 +51,10 @@ def say_start(cfg) -> None:
     """One stderr line on where a run's merger starts: a general merger, or why not."""
     import sys
 
-    from .general_merger import merger_folders, near_misses
+    from .general_merger import is_general_merger, near_misses
 
     start = cfg.start_from
-    if start and any(Path(start).resolve().is_relative_to(f.resolve()) for f in merger_folders()):
+    if start and is_general_merger(start):
         print(f"ktm: starting from the general merger {start} (--init-from none: not from it)",
               file=sys.stderr)  # fmt: skip
     elif cfg.general_merger_applies and cfg.init_from is None:
