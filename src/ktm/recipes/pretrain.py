@@ -23,6 +23,7 @@ from ..training.checkpoint import list_checkpoints
 from ..training.config import DEFAULT_LR
 from .corpus import CORPORA
 from .data import DataConfig
+from .lookup_examples import mix_lookup
 from .options import dtype_option, ktm_part, model_option, train_part
 from .pretrain_text import pretraining_chunks, reconstruction_examples, reconstruction_nll
 from .run_folder import RunFolder, check_dtype, run_dict, run_from_dict
@@ -79,6 +80,12 @@ class PretrainConfig:
         help="share of the training chunks posed as continuation (the LM goes on with the "
         "next chunk after the compressed one) instead of reconstruction",
     )
+    lookup: float = option(
+        0.0,
+        help="share of the training chunks posed as lookup: the chunk, 'Find:' and two of its "
+        "tokens, all merged, and the three tokens after them as the answer (finding by content, "
+        "which reconstruction never asks; experimental)",
+    )
     chunk_tokens: int = option(64, help="tokens per chunk (the longest, with --chunk-min-tokens)")
     chunk_min_tokens: int | None = option(
         None,
@@ -116,6 +123,9 @@ class PretrainConfig:
         c = self.continuation
         if isinstance(c, bool) or not isinstance(c, int | float) or not 0 <= c <= 1:
             raise KTMError(f"continuation must be a share in [0, 1], got {c!r}")
+        lk = self.lookup
+        if isinstance(lk, bool) or not isinstance(lk, int | float) or not 0 <= lk <= 1 - c:
+            raise KTMError(f"lookup must be a share in [0, 1 - continuation], got {lk!r}")
         if self.corpus is not None and self.corpus not in CORPORA:
             raise KTMError(f"corpus must be one of {', '.join(CORPORA)}, got {self.corpus!r}")
         m = self.ktm
@@ -249,6 +259,8 @@ def run_pretraining(
     cfg.train.progress = progress
     held = reconstruction_examples(chunks[:holdout])
     examples = reconstruction_examples(chunks[holdout:], cfg.continuation)
+    if cfg.lookup:
+        examples = mix_lookup(examples, model.tokenizer, cfg.lookup, cfg.train.seed)
     passes = cfg.train.steps * cfg.train.batch_size / len(examples)  # batch_size: per step
     if passes > MANY_PASSES and state.is_main_process and not resume:
         # Read that often, a few hundred chunks of tree prompts did not carry to new trees;
