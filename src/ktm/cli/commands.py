@@ -96,7 +96,12 @@ def train(values: dict) -> int:
 
     place = build(RunPlace, values)
     cfg = run_config(RunConfig, "train", values)
-    if cfg.pretraining_applies and cfg.pretrain_steps == 0 and not place.resume:
+    if (
+        cfg.pretraining_applies
+        and not cfg.start_from
+        and cfg.pretrain_steps == 0
+        and not place.resume
+    ):
         print(
             "ktm: note: a fresh merger learns slowly at K > 1; without --pretrain-steps 0 the "
             "run pre-trains it first (docs/training.md)",

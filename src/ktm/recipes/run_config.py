@@ -124,7 +124,7 @@ class RunConfig:
             raise KTMError(
                 "pretrain_text is read by the pre-training phase, which this run does not have "
                 "(it needs K > 1 with the MLP merger, no init_lora_from, and pretrain_steps "
-                "not 0)"
+                "not 0; after init_from, give pretrain_steps)"
             )
 
     @property
