@@ -87,6 +87,34 @@ def test_a_mismatching_general_merger_is_named_and_not_used(
     assert (tmp_path / "r" / "pretrain").is_dir()  # the task's own pre-training instead
 
 
+def test_a_run_at_the_default_width_takes_the_general_mergers_width(
+    tiny_model_dir, trees, tmp_path, monkeypatch, capsys
+):
+    mergers = tmp_path / "mergers"
+    KTMModel.from_base(str(tiny_model_dir), KTMConfig(k=8, merger_hidden_factor=0.125)
+                       ).save_pretrained(mergers / "tiny-k8")  # fmt: skip
+    monkeypatch.setenv("KTM_MERGERS", str(mergers))
+    out = tmp_path / "r"
+    args = ["--data", str(trees), "--k", "8", "--steps", "4", "--batch-size", "2", "--no-progress"]
+    assert main(["train", "--model", str(tiny_model_dir), *args, "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["init_from"] == str(mergers / "tiny-k8")
+    assert saved["ktm"]["merger_hidden_factor"] == 0.125  # recorded as the run took it
+    assert "(K = 8, merger width 0.125;" in capsys.readouterr().err
+    loaded = KTMModel.from_pretrained(out / "model", base_model=str(tiny_model_dir))
+    assert loaded.merger.mlp[0].out_features == tiny_hidden(tiny_model_dir)  # h = int(c*K)*d
+    # a width the user chose is kept: no general merger then, and the note says why
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(trees), "--k", "8",
+                 "--merger-hidden-factor", "0.25", "--steps", "1", "--batch-size", "2",
+                 "--no-progress", "--out", str(tmp_path / "w")]) == 0  # fmt: skip
+    assert "hidden_factor 0.125 (yours 0.25)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["init_from"] is None
+
+
+def tiny_hidden(folder) -> int:
+    return json.loads((folder / "config.json").read_text())["hidden_size"]
+
+
 def test_init_from_none_opts_out(general_dir, tiny_model_dir, trees, tmp_path, monkeypatch):
     monkeypatch.setenv("KTM_MERGERS", str(general_dir))
     assert _train(tiny_model_dir, trees, tmp_path / "r", "--init-from", "none") == 0

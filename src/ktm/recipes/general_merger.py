@@ -10,6 +10,7 @@ K, merger and LoRA shape; ``--init-from none`` opts out.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from .run_folder import read_json
 
 BUNDLED = Path(__file__).resolve().parents[1] / "pretrained"
 ENV = "KTM_MERGERS"
+DEFAULT_HIDDEN_FACTOR = next(
+    f.default for f in dataclasses.fields(KTMConfig) if f.name == "merger_hidden_factor"
+)
 NONE = "none"  # --init-from none: no general merger, pre-train on the task's prompts instead
 
 
@@ -65,9 +69,23 @@ def general_mergers(model: str) -> list[tuple[Path, KTMConfig]]:
     return found
 
 
-def find_general_merger(model: str, cfg: KTMConfig) -> Path | None:
-    """The general merger for base ``model`` that fits ``cfg``'s shape, or None."""
-    return next((p for p, saved in general_mergers(model) if shape(saved) == shape(cfg)), None)
+def find_general_merger(model: str, cfg: KTMConfig) -> tuple[Path, KTMConfig] | None:
+    """The general merger for base ``model`` that fits ``cfg``'s shape, with ``cfg`` as the
+    run takes it; or None.
+
+    A run left at the default merger width takes the width of a general merger that differs
+    from it in nothing else: the width is the merger's to choose (the K = 8 one is narrower,
+    to ship under the package's size limit), and the user did not choose one.
+    """
+    found = general_mergers(model)
+    exact = next((p for p, saved in found if shape(saved) == shape(cfg)), None)
+    if exact is not None or cfg.merger_hidden_factor != DEFAULT_HIDDEN_FACTOR:
+        return (exact, cfg) if exact is not None else None
+    for path, saved in found:
+        adopted = dataclasses.replace(cfg, merger_hidden_factor=saved.merger_hidden_factor)
+        if shape(saved) == shape(adopted):
+            return path, adopted
+    return None
 
 
 def near_misses(model: str, cfg: KTMConfig) -> list[str]:

@@ -173,7 +173,8 @@ class RunConfig:
         """This config with the recipe's defaults decided, as the run records it.
 
         With no ``init_from`` where the default recipe applies, the run starts from the general
-        merger for its base model and K (:mod:`.general_merger`), if there is one, after a
+        merger for its base model and K (:mod:`.general_merger`; a default width becomes the
+        merger's), if there is one, after a
         pre-training phase on the task's prompts of a quarter of the steps (an unset
         ``pretrain_steps``) at ``pretrain_lr`` 5e-4 (1e-3 from a fresh merger). An unset
         ``train.lr`` becomes :data:`FINETUNE_LR` (3e-4) when the merger starts
@@ -189,7 +190,7 @@ class RunConfig:
         if self.general_merger_applies:
             found = find_general_merger(self.model, self.ktm)
             if found is not None:
-                cfg = dataclasses.replace(self, init_from=str(found))
+                cfg = dataclasses.replace(self, init_from=str(found[0]), ktm=found[1])
         t = cfg.train
         lr = (
             t.lr

@@ -55,8 +55,9 @@ def say_start(cfg) -> None:
 
     start = cfg.start_from
     if start and is_general_merger(start):
-        print(f"ktm: starting from the general merger {start} (--init-from none: not from it)",
-              file=sys.stderr)  # fmt: skip
+        shape = f"K = {cfg.ktm.k}, merger width {cfg.ktm.hidden_factor}"
+        print(f"ktm: starting from the general merger {start} ({shape}; --init-from none: "
+              "not from it)", file=sys.stderr)  # fmt: skip
     elif cfg.general_merger_applies and cfg.init_from is None:
         misses = near_misses(cfg.model, cfg.ktm)
         why = f" (near: {'; '.join(misses)})" if misses else ""
