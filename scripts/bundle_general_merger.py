@@ -35,19 +35,28 @@ def _run_of(source: Path) -> tuple[Path, int | None]:
     """The run folder of a run or checkpoint path, and the checkpoint's step (None: the end)."""
     if "checkpoints" in source.parts:
         return source.parent.parent, int(source.name.split("-")[-1])
-    return source, None
+    return (source.parent if source.name == "model" else source), None
+
+
+def _started_from(cfg: dict) -> str | None:
+    return cfg.get("init_from") or cfg.get("init_lora_from")
 
 
 def earlier_stages(cfg: dict) -> list[dict]:
-    """The pre-trainings this one started from (``init_from``, followed back), oldest last:
-    each with its source, the step it was taken at and its run config (None when unreadable)."""
-    stages, source = [], cfg.get("init_from")
+    """The pre-trainings this one started from (``init_from`` or ``init_lora_from``, followed
+    back), oldest last: each with its source, the step it was taken at and its run config (None
+    when unreadable). A bundle met on the way ends the chain with its own provenance."""
+    stages, source = [], _started_from(cfg)
     while source and len(stages) < 10:
+        bundle = Path(source) / "provenance.json"
+        if bundle.is_file():
+            stages.append({"source": source, "provenance": read_json(bundle, "provenance")})
+            break
         run, step = _run_of(Path(source))
         saved = run / "config.json"
         config = read_json(saved, "run config") if saved.is_file() else None
         stages.append({"source": source, "step": step, "config": config})
-        source = config.get("init_from") if config else None
+        source = _started_from(config) if config else None
     return stages
 
 
@@ -59,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     source = Path(args.source)
     checkpoint = source if "checkpoints" in source.parts else None
-    run = source.parent.parent if checkpoint else source
+    run, _ = _run_of(source)
     cfg = read_json(run / "config.json", "run config")
     from ktm.config import KTMConfig
 

@@ -213,3 +213,32 @@ def test_bundled_merger_is_bf16_and_task_runs_start_from_it(
     init_from(model, into / "tiny-k4")
     expected = weights["mlp.0.weight"].float()
     assert torch.equal(model.merger.mlp[0].weight.detach(), expected)
+
+
+def test_a_bundle_started_from_another_bundle_carries_its_provenance(
+    tiny_model_dir, trees, tmp_path, monkeypatch, script
+):
+    """K = 8 from the K = 4 bundle's LoRA (``--init-lora-from``): the chain ends in its card."""
+    import sys
+
+    def pretrain(out, *extra):
+        assert main(["pretrain", "--model", str(tiny_model_dir), "--task", "tree", "--data",
+                     str(trees), "--steps", "1", "--batch-size", "2", "--chunk-tokens", "16",
+                     "--holdout-chunks", "2", "--k-warmup-steps", "0", "--no-progress",
+                     "--out", str(out), *extra]) == 0  # fmt: skip
+
+    into = tmp_path / "bundles"
+    pretrain(tmp_path / "k4", "--k", "4")
+    monkeypatch.setattr(sys, "argv", ["bundle", str(tmp_path / "k4"), "tiny-k4", "--into",
+                                      str(into)])  # fmt: skip
+    script("bundle_general_merger").main()
+    pretrain(tmp_path / "k8", "--k", "8", "--merger-hidden-factor", "0.125",
+             "--init-lora-from", str(into / "tiny-k4"))  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["bundle", str(tmp_path / "k8" / "model"), "tiny-k8",
+                                      "--into", str(into)])  # fmt: skip
+    script("bundle_general_merger").main()
+    provenance = json.loads((into / "tiny-k8" / "provenance.json").read_text())
+    assert provenance["pretrain_config"]["ktm"]["k"] == 8
+    (k4,) = provenance["started_from"]
+    assert k4["source"] == str(into / "tiny-k4")
+    assert k4["provenance"]["pretrain_config"]["ktm"]["k"] == 4
