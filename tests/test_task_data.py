@@ -241,6 +241,16 @@ def test_template_fields():
     assert t.render({"x": "1", "y": 2, "z": "3"}) == ("A 1 B 2", "C 1 3")
 
 
+def test_templates_typed_in_a_shell_read_backslash_n_as_a_newline(tmp_path):
+    path = _jsonl(tmp_path / "d.jsonl", [{"doc": "a=1", "q": "a?", "answer": "1"}])
+    cfg = DataConfig(task="custom", train_file=str(path), test_file=str(path),
+                     template="{doc}\\nQ: {q}", suffix_template="\\tA:", split_field="doc",
+                     split_marker="=")  # fmt: skip
+    assert cfg.template == "{doc}\nQ: {q}" and cfg.suffix_template == "\tA:"
+    again = DataConfig(**{**cfg.__dict__})  # as a resumed run reads its saved config
+    assert again.template == cfg.template and again.suffix_template == cfg.suffix_template
+
+
 def test_edit_similarity_and_generation_metrics():
     assert edit_distance("kitten", "sitting") == 3
     assert edit_distance("", "abc") == 3

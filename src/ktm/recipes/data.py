@@ -63,7 +63,7 @@ class DataConfig:
     template: str | None = option(
         None,
         help="prompt template over record fields, e.g. 'Review: {text}, Label:' (required "
-        "for custom; replaces a task's own)",
+        "for custom; replaces a task's own; \\n in it is a newline)",
     )
     suffix_template: str | None = option(
         None, help="a part kept uncompressed after the merged prompt, e.g. 'Question: {q}'"
@@ -143,9 +143,11 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         from ..tasks.record_task import TRUNCATION
-        from ..tasks.records import FORMATS
+        from ..tasks.records import FORMATS, decode_escapes
 
         get_task(self.task)
+        for name in ("template", "suffix_template", "split_marker"):  # \n typed in a shell
+            setattr(self, name, decode_escapes(getattr(self, name)))
         for f in dataclasses.fields(self):
             if not applies_to(f, self.task) and getattr(self, f.name) != default_of(f):
                 raise KTMError(

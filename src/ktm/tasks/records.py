@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import string
 import sys
 from collections.abc import Callable, Iterator
@@ -172,6 +173,18 @@ def number_field(record: dict, name: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise BadRow(f"field {name!r} = {value!r} is not a number") from None
+
+
+_ESCAPES = {"n": "\n", "t": "\t"}
+
+
+def decode_escapes(text: str | None) -> str | None:
+    """``\\n`` and ``\\t`` typed on a command line as the newline and tab they stand for (a
+    shell passes them as two characters). Decoding twice changes nothing, so a run's saved
+    config reads back the same."""
+    if text is None:
+        return None
+    return re.sub(r"\\([nt])", lambda m: _ESCAPES[m.group(1)], text)
 
 
 @dataclass(frozen=True)
