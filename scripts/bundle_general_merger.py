@@ -75,6 +75,7 @@ def main() -> None:
     model = KTMModel.from_base(cfg["model"], KTMConfig.from_dict(cfg["ktm"]))
     init_from(model, checkpoint or model_folder(run))
     out = Path(args.into) / args.name
+    stages = earlier_stages(cfg)  # before the old bundle goes: it may be the one started from
     if out.exists():
         shutil.rmtree(out)
     model.save_pretrained(out)
@@ -92,7 +93,7 @@ def main() -> None:
         "source": str(source),
         "steps": int(checkpoint.name.split("-")[-1]) if checkpoint else cfg["train"]["steps"],
         "pretrain_config": cfg,
-        "started_from": earlier_stages(cfg),
+        "started_from": stages,
         "metrics": read_json(metrics, "metrics") if metrics.is_file() else None,
     }
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")

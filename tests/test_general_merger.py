@@ -242,3 +242,10 @@ def test_a_bundle_started_from_another_bundle_carries_its_provenance(
     (k4,) = provenance["started_from"]
     assert k4["source"] == str(into / "tiny-k4")
     assert k4["provenance"]["pretrain_config"]["ktm"]["k"] == 4
+    # a bundle replaced by one trained on from it keeps the old one's card
+    pretrain(tmp_path / "k4b", "--k", "4", "--init-from", str(into / "tiny-k4"))
+    monkeypatch.setattr(sys, "argv", ["bundle", str(tmp_path / "k4b"), "tiny-k4", "--into",
+                                      str(into)])  # fmt: skip
+    script("bundle_general_merger").main()
+    (old,) = json.loads((into / "tiny-k4" / "provenance.json").read_text())["started_from"]
+    assert old["provenance"]["source"] == str(tmp_path / "k4")
