@@ -82,4 +82,5 @@ def test_readme_demo_table_is_what_the_demo_printed():
     assert table in (ROOT / "README.md").read_text()
     make = (ROOT / "Makefile").read_text()
     demo = json.loads((ROOT / "docs" / "results" / "demo.json").read_text())["config"]
-    assert f"--steps {demo['train']['steps']}" in make and "--arms k4-fresh,k1,k4-mean" in make
+    arms = ",".join(row["arm"] for row in rows)
+    assert f"--steps {demo['train']['steps']}" in make and f"--arms {arms}" in make
