@@ -79,8 +79,10 @@ def find_general_merger(model: str, cfg: KTMConfig) -> tuple[Path, KTMConfig] | 
     """
     found = general_mergers(model)
     exact = next((p for p, saved in found if shape(saved) == shape(cfg)), None)
-    if exact is not None or cfg.merger_hidden_factor != DEFAULT_HIDDEN_FACTOR:
-        return (exact, cfg) if exact is not None else None
+    if exact is not None:
+        return exact, cfg
+    if cfg.merger_hidden_factor != DEFAULT_HIDDEN_FACTOR:
+        return None  # a width chosen by hand is kept
     for path, saved in found:
         adopted = dataclasses.replace(cfg, merger_hidden_factor=saved.merger_hidden_factor)
         if shape(saved) == shape(adopted):

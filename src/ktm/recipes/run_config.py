@@ -174,8 +174,8 @@ class RunConfig:
 
         With no ``init_from`` where the default recipe applies, the run starts from the general
         merger for its base model and K (:mod:`.general_merger`; a default width becomes the
-        merger's), if there is one, after a
-        pre-training phase on the task's prompts of a quarter of the steps (an unset
+        merger's), if there is one, after a pre-training phase on the task's prompts of a
+        quarter of the steps (an unset
         ``pretrain_steps``) at ``pretrain_lr`` 5e-4 (1e-3 from a fresh merger). An unset
         ``train.lr`` becomes :data:`FINETUNE_LR` (3e-4) when the merger starts
         pre-trained — the task then fine-tunes a model that already reads merged blocks, and
