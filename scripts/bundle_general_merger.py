@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     source = Path(args.source)
     checkpoint = source if "checkpoints" in source.parts else None
-    run, _ = _run_of(source)
+    run, step = _run_of(source)
     cfg = read_json(run / "config.json", "run config")
     from ktm.config import KTMConfig
 
@@ -91,7 +91,7 @@ def main() -> None:
     metrics = run / "metrics.json"
     provenance = {
         "source": str(source),
-        "steps": int(checkpoint.name.split("-")[-1]) if checkpoint else cfg["train"]["steps"],
+        "steps": step if step is not None else cfg["train"]["steps"],
         "pretrain_config": cfg,
         "started_from": stages,
         "metrics": read_json(metrics, "metrics") if metrics.is_file() else None,
