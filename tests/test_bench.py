@@ -96,6 +96,12 @@ def test_speed_benchmarks_write_json(tiny_model_dir, tmp_path):
                  "--repeats", "1", "--merger-context", "4", "--out", str(ctx)]) == 0  # fmt: skip
     c1, c4 = json.loads(ctx.read_text())["rows"]
     assert c1["merger_flops_share"] == 0 and c4["merger_flops_share"] > k4["merger_flops_share"]
+    lay = tmp_path / "l.json"  # so does one that reads the states after the first layer
+    assert main(["bench", "speed", "--model", str(tiny_model_dir), "--k", "1,4", "--lengths", "64",
+                 "--repeats", "1", "--merger-layers", "1", "--out", str(lay)]) == 0  # fmt: skip
+    l1, l4 = json.loads(lay.read_text())["rows"]
+    assert l1["merger_flops_share"] == 0 and l4["merger_flops_share"] > k4["merger_flops_share"]
+    assert json.loads(lay.read_text())["merger_layers"] == 1
     wide = tmp_path / "x.json"  # selective expansion reads up to its budget: 24 of 64 here
     assert main(["bench", "speed", "--model", str(tiny_model_dir), "--k", "1,4", "--lengths", "64",
                  "--repeats", "1", "--budget", "0.375", "--out", str(wide)]) == 0  # fmt: skip

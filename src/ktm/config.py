@@ -26,7 +26,8 @@ REDUCTIONS = ("first", "last", "prune")  # token-space baselines, see ktm.tasks.
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
 # Ranges beyond which a value is a typo or an attack: a model folder's config is checked
 # against them before anything is allocated.
-LIMITS = (("k", 1, 1024), ("merger_context", 0, 4096), ("lora_r", 0, 4096))
+LIMITS = (("k", 1, 1024), ("merger_context", 0, 4096), ("merger_layers", 0, 1024),
+          ("lora_r", 0, 4096))  # fmt: skip
 MAX_HIDDEN_FACTOR = 64.0
 CHOICES = (("merger", MERGERS), ("merger_init", MERGER_INITS), ("merger_norm", MERGER_NORMS),
            ("merger_pool", POOLS), ("token_scorer", SCORERS), ("positions", POSITIONS))  # fmt: skip
@@ -81,6 +82,13 @@ class KTMConfig:
         help="tokens before each block the MLP merger also reads (one embedding per K tokens "
         "still; 0: the block alone, the paper's)",
     )
+    merger_layers: int = option(
+        0,
+        help="base-model layers run over the raw prompt before merging: the MLP merger adds "
+        "each token's state after them to its embedding, so a block carries what the first "
+        "layers computed from the whole prompt (their cost counts in the time to first "
+        "token; 0: raw embeddings, the paper's)",
+    )
     positions: str = option(
         "compact",
         choices=POSITIONS,
@@ -128,12 +136,13 @@ class KTMConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise KTMError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        c = self.merger_context
-        if c and (self.merger != "mlp" or self.k == 1):
-            raise KTMError(
-                f"merger_context={c} needs the MLP merger at K > 1 (got merger={self.merger!r}, "
-                f"k={self.k}); leave it at 0"
-            )
+        for name in ("merger_context", "merger_layers"):
+            c = getattr(self, name)
+            if c and (self.merger != "mlp" or self.k == 1):
+                raise KTMError(
+                    f"{name}={c} needs the MLP merger at K > 1 (got merger={self.merger!r}, "
+                    f"k={self.k}); leave it at 0"
+                )
         if self.budget is not None:
             check_share(self.budget)
             if self.k == 1:

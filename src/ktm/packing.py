@@ -125,6 +125,7 @@ def pack(
     positions: str = "compact",
     raw: Sequence[Sequence[bool] | None] | None = None,
     scores: Sequence[torch.Tensor] | None = None,
+    states: torch.Tensor | None = None,
 ) -> CompressedBatch:
     """Embed, merge and lay out a batch.
 
@@ -141,6 +142,9 @@ def pack(
         raw: per row, True for each prompt token kept as itself (selective expansion);
             None: every block merged.
         scores: per row, (T,) token scores for a merger that pools by them (``select``).
+        states: (sum T, d) the prompt tokens' states after the base model's first layers, for
+            a merger that reads them (``merger_layers``; its ``read_states``): merged blocks
+            are made of them, raw tokens stay plain embeddings.
     """
     b = len(prompt_ids)
     suffix_ids = suffix_ids if suffix_ids is not None else [[] for _ in range(b)]
@@ -159,7 +163,8 @@ def pack(
     # The merger may read tokens before each block too (its ``context``, 0 for most).
     idx = block_index(prompt_lens, k, getattr(merger, "context", 0), raw).to(device)
     slot_mask = idx >= 0
-    padded = torch.cat([prompt_embeds, prompt_embeds.new_zeros(1, d)])
+    block_source = prompt_embeds if states is None else merger.read_states(prompt_embeds, states)
+    padded = torch.cat([block_source, prompt_embeds.new_zeros(1, d)])
     blocks = padded[idx]  # -1 picks the zero row at the end
     if not idx.shape[0]:
         merged = prompt_embeds.new_zeros(0, d)

@@ -72,6 +72,7 @@ def speed(values: dict) -> int:
         dtype=getattr(torch, args.dtype),
         merger_hidden_factor=args.merger_hidden_factor,
         merger_context=args.merger_context,
+        merger_layers=args.merger_layers,
         budget=args.budget,
     )
 
@@ -84,6 +85,7 @@ def speed(values: dict) -> int:
                 "dtype": args.dtype,
                 "merger_hidden_factor": args.merger_hidden_factor,
                 "merger_context": args.merger_context,
+                "merger_layers": args.merger_layers,
                 "budget": args.budget,
                 "repeats": args.repeats,
                 "decode_steps": args.decode_steps,

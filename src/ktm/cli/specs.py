@@ -154,6 +154,9 @@ class PrefillBenchOptions(SpeedOptions):
     )
     batch_sizes: list[int] = option(default_factory=lambda: [1], help="batch sizes")
     merger_context: int = option(0, help="tokens before each block the merger also reads")
+    merger_layers: int = option(
+        0, help="base-model layers run over the raw prompt before merging (see ktm train)"
+    )
     budget: float | None = option(
         None,
         help="selective expansion at K > 1: positions per prompt token, its highest-ranked "

@@ -51,4 +51,5 @@ def build_merger(config: KTMConfig, hidden_size: int) -> nn.Module:
         config.merger_norm,
         config.merger_context,
         config.merger_pool,
+        config.merger_layers,
     )

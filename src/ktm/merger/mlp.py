@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .common import match_token_norm, pool_block
@@ -16,6 +17,9 @@ class MLPMerger(nn.Module):
     the MLP also reads; the mean is over the block's own tokens. The concatenation keeps token
     order inside the block, which the mean cannot see.
     With ``init="mean"`` the last layer starts at zero, so the merger starts as mean pooling.
+    With ``layers`` > 0 (``merger_layers``) each token's embedding first gets its state after
+    the base model's first layers added, through ``states`` (Linear(d → d), starting at zero,
+    so the merger starts as the one without it): see :meth:`read_states`.
     """
 
     def __init__(
@@ -27,6 +31,7 @@ class MLPMerger(nn.Module):
         norm: str = "none",
         context: int = 0,
         pool: str = "mean",
+        layers: int = 0,
     ) -> None:
         super().__init__()
         self.k = k
@@ -46,6 +51,21 @@ class MLPMerger(nn.Module):
         if init == "mean":
             nn.init.zeros_(self.mlp[-1].weight)
             nn.init.zeros_(self.mlp[-1].bias)
+        self.layers = layers
+        if layers:
+            self.states = nn.Linear(hidden_size, hidden_size)
+            nn.init.zeros_(self.states.weight)
+            nn.init.zeros_(self.states.bias)
+
+    def read_states(self, embeds: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """(n, d) token embeddings, (n, d) the same tokens' states after the base model's first
+        ``layers`` layers -> (n, d) in the dtype of ``embeds``: the embeddings plus the states,
+        scaled to unit norm and mapped by ``states``. (A residual stream's scale varies by
+        orders of magnitude across positions; at unit norm a step of the map moves a merged
+        embedding by a few per cent of a token's norm, not by more than the token.)"""
+        w = self.states.weight
+        mapped = self.states(F.normalize(states.to(w.dtype), dim=-1))
+        return (embeds.to(w.dtype) + mapped).to(embeds.dtype)
 
     def forward(
         self, blocks: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor | None = None
@@ -68,15 +88,19 @@ class MLPMerger(nn.Module):
 
 
 def widen_context(state: dict[str, torch.Tensor], merger: nn.Module) -> dict[str, torch.Tensor]:
-    """Fit the weights of an MLP merger with less context to ``merger``.
+    """Fit the weights of an MLP merger with less context (or no ``merger_layers``) to
+    ``merger``.
 
     The first layer gets zero columns for the extra context slots (which come first in its
-    input), so the widened merger computes exactly what the saved one did until training
-    teaches it to use the context.
+    input), and a missing ``states`` map starts at zero, so the widened merger computes exactly
+    what the saved one did until training teaches it to use the new inputs.
     """
     key = "mlp.0.weight"
     if not isinstance(merger, MLPMerger) or key not in state:
         return state
+    if merger.layers and "states.weight" not in state:
+        state = {**state, **{f"states.{n}": torch.zeros_like(p) for n, p in
+                             merger.states.named_parameters()}}  # fmt: skip
     saved, want = state[key], merger.mlp[0].weight
     extra = want.shape[1] - saved.shape[1]
     if extra <= 0 or saved.shape[0] != want.shape[0]:

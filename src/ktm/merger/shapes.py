@@ -15,7 +15,9 @@ def expected_shapes(config: KTMConfig, hidden_size: int) -> dict[str, tuple[int,
         return {}
     d, k, c = hidden_size, config.k, config.merger_context
     inner = max(1, int(config.hidden_factor * k)) * d
+    states = {"states.weight": (d, d), "states.bias": (d,)} if config.merger_layers else {}
     return {
+        **states,
         "mlp.0.weight": (inner, (c + k) * d),
         "mlp.0.bias": (inner,),
         "mlp.2.weight": (k * d, inner),

@@ -65,6 +65,13 @@ def check_same_shape(
             f"{path} was trained with merger_context={saved} but this model has "
             f"merger_context={have}{how}; a merger can only start from one with less context"
         )
+    have, saved = mine.merger_layers, other.merger_layers
+    if not lora_only and saved != have and (saved or not widen):
+        raise KTMError(
+            f"{path} was trained with merger_layers={saved} but this model has "
+            f"merger_layers={have}; a merger can only start from one with the same layers, "
+            "or none (its states map then starts at zero)"
+        )
     merger_keys = () if lora_only else ("k", "merger", "hidden_factor", "merger_norm")
     for key in (*merger_keys, "positions", "lora_r", "lora_targets", "lora_lm_head"):
         if getattr(other, key) != getattr(mine, key):

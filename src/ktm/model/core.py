@@ -30,6 +30,7 @@ from .lm_utils import (
     reads_position_ids,
 )
 from .losses import LossesMixin
+from .prompt_states import check_layers, merger_states
 from .selective import SelectiveMixin
 
 Prompt = str | Sequence[int]  # text to compress, or its token ids
@@ -105,6 +106,8 @@ class KTMModel(LossesMixin, GenerationMixin, SelectiveMixin, ArtifactsMixin, nn.
             except ValueError as e:
                 raise KTMError(f"LoRA targets {targets} do not fit this model: {e}") from None
         merger = build_merger(config, base_info(causal_lm)["hidden_size"])  # fp32, trainable
+        if config.merger_layers and config.k > 1:
+            check_layers(getattr(causal_lm, causal_lm.base_model_prefix), config.merger_layers)
         return cls(lm, tokenizer, merger, config, name)
 
     # ----------------------------------------------------------------- parts
@@ -226,6 +229,7 @@ class KTMModel(LossesMixin, GenerationMixin, SelectiveMixin, ArtifactsMixin, nn.
             self.config.positions,
             raw,
             scores,
+            merger_states(self, prompt_ids),
         )
 
     @contextmanager

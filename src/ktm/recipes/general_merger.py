@@ -41,9 +41,10 @@ def is_general_merger(path: str | Path) -> bool:
 
 def shape(cfg: KTMConfig) -> tuple:
     """What a saved merger + LoRA must share with a run to start it: K, the merger's kind,
-    width, context and norm, and the LoRA's rank, scale and targets."""
-    return (cfg.k, cfg.merger, cfg.hidden_factor, cfg.merger_context, cfg.merger_norm,
-            cfg.lora_r, cfg.lora_alpha, cfg.lora_targets, cfg.lora_lm_head)  # fmt: skip
+    width, context, layers and norm, and the LoRA's rank, scale and targets."""
+    return (cfg.k, cfg.merger, cfg.hidden_factor, cfg.merger_context, cfg.merger_layers,
+            cfg.merger_norm, cfg.lora_r, cfg.lora_alpha, cfg.lora_targets,
+            cfg.lora_lm_head)  # fmt: skip
 
 
 def _same_base(saved: str, model: str) -> bool:
@@ -92,8 +93,8 @@ def find_general_merger(model: str, cfg: KTMConfig) -> tuple[Path, KTMConfig] | 
 
 def near_misses(model: str, cfg: KTMConfig) -> list[str]:
     """How the general mergers for ``model`` at this K differ from ``cfg`` (for a note)."""
-    names = ("k", "merger", "hidden_factor", "merger_context", "merger_norm", "lora_r",
-             "lora_alpha", "lora_targets", "lora_lm_head")  # fmt: skip
+    names = ("k", "merger", "hidden_factor", "merger_context", "merger_layers", "merger_norm",
+             "lora_r", "lora_alpha", "lora_targets", "lora_lm_head")  # fmt: skip
     out = []
     for path, saved in general_mergers(model):
         if saved.k == cfg.k:

@@ -106,9 +106,18 @@ def time_decode(
 
 def merger_flops(model: KTMModel, tokens: int, positions: int | None = None) -> float:
     """Forward FLOPs of the merger over one prompt's blocks (2·params per block): ⌈tokens/K⌉,
-    or at most ``positions`` with selective expansion."""
+    or at most ``positions`` with selective expansion; with ``merger_layers`` L, also the
+    base model's first L layers over all ``tokens`` raw tokens (linear layers and attention)."""
     blocks = merged_length(tokens, model.k) if positions is None else positions
-    return 2 * blocks * sum(p.numel() for p in model.merger.parameters())
+    flops = 2 * blocks * sum(p.numel() for p in model.merger.parameters())
+    if model.k > 1 and model.config.merger_layers:
+        from ...model.prompt_states import layer_list
+
+        first = layer_list(model.decoder)[: model.config.merger_layers]
+        params = sum(p.numel() for n, p in first.named_parameters() if "lora" not in n)
+        d = model.causal_lm.config.get_text_config().hidden_size
+        flops += 2 * tokens * params + len(first) * 4 * tokens * tokens * d
+    return flops
 
 
 def prefill_flops(model: KTMModel, tokens: int, positions: int | None = None) -> float:
@@ -129,13 +138,15 @@ def build_arms(
     base: str, ks: list[int], dtype: torch.dtype = torch.float32, **config
 ) -> dict[int, KTMModel]:
     """One KTMModel per K (paper-sized merger, LoRA attached and unmerged). ``config`` holds
-    other :class:`KTMConfig` fields; ``merger_context`` and ``budget`` apply only where K > 1."""
+    other :class:`KTMConfig` fields; ``merger_context``, ``merger_layers`` and ``budget`` apply
+    only where K > 1."""
     arms = {}
     for k in ks:
         torch.manual_seed(0)
         cfg = {
             **config,
             "merger_context": config.get("merger_context", 0) if k > 1 else 0,
+            "merger_layers": config.get("merger_layers", 0) if k > 1 else 0,
             "budget": config.get("budget") if k > 1 else None,
         }
         arms[k] = KTMModel.from_base(base, KTMConfig(k=k, merger_init="random", **cfg), dtype)
