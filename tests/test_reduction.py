@@ -35,6 +35,19 @@ def test_prune_keeps_the_most_informative_tokens_in_order():
         reduce_ids(prompt, "middle", 2)
 
 
+def test_prune_scores_each_distinct_prompt_once():
+    seen: list[list[int]] = []
+
+    def scores(ids):
+        seen.extend(ids)
+        return [torch.tensor([float(t % 7) for t in p]) for p in ids]
+
+    prompts = [[1, 2, 3, 4], [5, 6, 7, 8], [1, 2, 3, 4], [1, 2, 3, 4]]  # a tree, once a question
+    out = reduce_ids(prompts, "prune", 2, scores)
+    assert seen == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert out == [[3, 4], [5, 6], [3, 4], [3, 4]]
+
+
 def test_self_information_matches_the_model(tiny_base):
     lm, _ = tiny_base()
     ids = [[5, 6, 7, 8], [9, 10]]

@@ -133,6 +133,12 @@ class DataConfig:
     )
     final_threshold: float = option(0.95, help="curriculum: ... and the last stage")
 
+    @property
+    def question_raw(self) -> bool:
+        """Whether the prompts' tail stays raw after the merged part: the tree's question
+        (``split_question``), a ``suffix_template``, or what follows a ``split_marker``."""
+        return self.split_question or bool(self.suffix_template) or self.split_field is not None
+
     def to_dict(self) -> dict:
         """The fields that mean something for this config's task."""
         return {

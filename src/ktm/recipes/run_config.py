@@ -182,9 +182,10 @@ class RunConfig:
         at 1e-3 its first task steps undo that (runs took off and collapsed, or never took
         off) — and :data:`DEFAULT_LR` (1e-3) otherwise. An unset ``train.raw_anneal_steps``
         becomes half the steps, at most :data:`RAW_ANNEAL_MAX`, when the run starts from a
-        saved merger (the task is learnt on raw tokens first, then merged a token at a time:
-        from a pre-trained merger the merged task otherwise takes off late or never), and 0
-        otherwise.
+        saved merger and merges the question too (the task is learnt on raw tokens first, then
+        merged a token at a time: from a pre-trained merger the merged task otherwise takes off
+        late or never), and 0 otherwise (with the question raw the task takes off within ~100
+        steps without it, and the curriculum's last merges only set it back).
         """
         cfg = self
         if self.general_merger_applies:
@@ -200,7 +201,8 @@ class RunConfig:
         anneal = t.raw_anneal_steps
         if anneal is None:
             starts_saved = cfg.start_from and cfg.ktm.k > 1 and cfg.reduction is None
-            anneal = min(RAW_ANNEAL_MAX, t.steps // 2) if starts_saved else 0
+            merged_question = not cfg.data.question_raw
+            anneal = min(RAW_ANNEAL_MAX, t.steps // 2) if starts_saved and merged_question else 0
         pretrain_lr = cfg.pretrain_lr or (PRETRAIN_FROM_SAVED_LR if cfg.start_from else DEFAULT_LR)
         return dataclasses.replace(
             cfg,

@@ -33,7 +33,9 @@ def reduce_ids(
 ) -> list[list[int]]:
     """Each prompt cut to ⌈T/k⌉ tokens the ``how`` way.
 
-    ``scores`` (needed for ``prune``) maps prompts to per-token scores, (T,) each.
+    ``scores`` (needed for ``prune``) maps prompts to per-token scores, (T,) each; each
+    distinct prompt is scored once (a tree's prompt comes once per question, balanced data
+    repeats rows).
     """
     if how == "first":
         return [list(p[: merged_length(len(p), k)]) for p in prompt_ids]
@@ -43,8 +45,11 @@ def reduce_ids(
         raise KTMError(f"unknown token reduction {how!r}; choose one of {', '.join(REDUCTIONS)}")
     if scores is None:
         raise KTMError("prune needs token scores (the base model's self-information)")
+    unique = list(dict.fromkeys(tuple(p) for p in prompt_ids))
+    scored = dict(zip(unique, scores([list(u) for u in unique])))
     out = []
-    for p, s in zip(prompt_ids, scores(prompt_ids)):
+    for p in prompt_ids:
+        s = scored[tuple(p)]
         keep = torch.topk(s, merged_length(len(p), k)).indices.sort().values.tolist()
         out.append([p[i] for i in keep])
     return out

@@ -56,7 +56,8 @@ class TrainConfig:
         help="a raw-to-merged curriculum at K > 1: step 0 keeps every prompt token raw (as "
         "K = 1 reads it), and the share kept raw (the highest-ranked tokens, --token-scorer) "
         "falls linearly to the model's own layout by this step (0: off; default: half the "
-        "steps, at most 200, when a task run starts from a pre-trained merger, else off)",
+        "steps, at most 200, when a task run starts from a pre-trained merger and merges its "
+        "question too, else off)",
     )
     progress: bool = option(True, cli=False, help="show a progress bar")
 
