@@ -1,5 +1,5 @@
 # ktm: two commands for a new machine.
-#   make demo  - set everything up and run the main job (fresh K=4 vs K=1 vs mean merger on trees)
+#   make demo  - set everything up and run the main job (K=4 vs K=1 vs same-budget baselines on trees)
 #   make test  - run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -20,11 +20,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# K = 4 from the shipped general merger (the tree merged, the question raw) beside K = 1 and
+# the same-budget baselines, two arms at a time; then an answer from the compressed model.
 demo: setup
-	$(BIN)/ktm bench tree --model smollm2-135m --arms k4-fresh,k1,k4-mean \
-		--steps 80 --batch-size 16 --lr 1e-3 --train-trees 600 --test-trees 60 \
-		--lora-r 4 --lora-alpha 16 --lora-dropout 0.05 --merger-hidden-factor none \
-		--out runs/demo
+	$(BIN)/ktm bench tree --stages small --split-question --arms k4,k1,prune4,last4 --jobs 2 \
+		--steps 300 --arm-steps k1=80,prune4=200,last4=200 --batch-size 8 --train-trees 2000 \
+		--test-trees 60 --eval-every 0 --dtype bfloat16 --out runs/demo
+	tree="$$(printf 'Tree: +KB\n++OD\n++ZR')"; $(BIN)/ktm generate runs/demo/k4 --max-new-tokens 4 \
+		--prompt "$$tree" --suffix ", Task: Parent/Child Relationship, Parent: KB, Child: OD, Answer: " \
+		--prompt "$$tree" --suffix ", Task: Parent/Child Relationship, Parent: OD, Child: KB, Answer: "
 
 test: setup
 	$(BIN)/python -m pytest -q

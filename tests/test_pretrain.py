@@ -535,9 +535,10 @@ def test_pretrain_text_adds_to_the_default_recipes_text(tiny_model_dir, tmp_path
             (0, 5e-4),
         ),
         ({"k": 4}, {"init_from": "pre/model", "pretrain_steps": 20}, 3e-4, 150, (20, 5e-4)),
-        # the question kept raw: the task takes off without the curriculum
-        ({"k": 4}, {"init_from": "p/m", "data": {"split_question": True}}, 3e-4, 0, (0, 5e-4)),
-        ({"k": 4}, {"init_from": "p/m", "data": {"suffix_template": "{q}"}}, 3e-4, 0, (0, 5e-4)),
+        # the question kept raw: no curriculum, a higher rate
+        ({"k": 4}, {"init_from": "p/m", "data": {"split_question": True}}, 6e-4, 0, (0, 5e-4)),
+        ({"k": 4}, {"init_from": "p/m", "data": {"suffix_template": "{q}"}}, 6e-4, 0, (0, 5e-4)),
+        ({"k": 1}, {"data": {"split_question": True}}, 1e-3, 0, (0, 1e-3)),  # nothing merged
         ({"k": 1}, {}, 1e-3, 0, (0, 1e-3)),  # nothing merged
         ({"k": 4, "merger": "mean"}, {}, 1e-3, 0, (0, 1e-3)),  # nothing to pre-train
         ({"k": 4}, {"train": {"lr": 5e-4}}, 5e-4, 0, (300, 1e-3)),  # asked for

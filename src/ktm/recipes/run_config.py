@@ -20,6 +20,7 @@ from .run_folder import check_dtype, run_dict, run_from_dict
 DEFAULT_METRIC = "balanced_accuracy"
 
 FINETUNE_LR = 3e-4  # the task phase's learning rate after pre-training (resolved())
+QUESTION_RAW_LR = 6e-4  # the same when the question stays raw (resolved())
 PRETRAIN_FROM_SAVED_LR = 5e-4  # the pre-training phase's rate when it starts from a saved merger
 RAW_ANNEAL_MAX = 200  # the raw-to-merged curriculum's default length after a pre-trained start
 
@@ -175,17 +176,17 @@ class RunConfig:
         With no ``init_from`` where the default recipe applies, the run starts from the general
         merger for its base model and K (:mod:`.general_merger`; a default width becomes the
         merger's), if there is one, after a pre-training phase on the task's prompts of a
-        quarter of the steps (an unset
-        ``pretrain_steps``) at ``pretrain_lr`` 5e-4 (1e-3 from a fresh merger). An unset
-        ``train.lr`` becomes :data:`FINETUNE_LR` (3e-4) when the merger starts
-        pre-trained — the task then fine-tunes a model that already reads merged blocks, and
-        at 1e-3 its first task steps undo that (runs took off and collapsed, or never took
-        off) — and :data:`DEFAULT_LR` (1e-3) otherwise. An unset ``train.raw_anneal_steps``
-        becomes half the steps, at most :data:`RAW_ANNEAL_MAX`, when the run starts from a
-        saved merger and merges the question too (the task is learnt on raw tokens first, then
-        merged a token at a time: from a pre-trained merger the merged task otherwise takes off
-        late or never), and 0 otherwise (with the question raw the task takes off within ~100
-        steps without it, and the curriculum's last merges only set it back).
+        quarter of the steps (an unset ``pretrain_steps``) at ``pretrain_lr`` 5e-4 (1e-3 from
+        a fresh merger). An unset ``train.lr`` becomes :data:`FINETUNE_LR` (3e-4) when the
+        merger starts pre-trained — the task then fine-tunes a model that already reads merged
+        blocks, and at 1e-3 its first task steps undo that (runs took off and collapsed, or
+        never took off) — or :data:`QUESTION_RAW_LR` (6e-4) then if the question stays raw (it
+        learns sooner; 1e-3 is worse again), and :data:`DEFAULT_LR` (1e-3) otherwise. An unset
+        ``train.raw_anneal_steps`` becomes half the steps, at most :data:`RAW_ANNEAL_MAX`, when
+        the run starts from a saved merger and merges the question too (the task is learnt on
+        raw tokens first, then merged a token at a time: from a pre-trained merger the merged
+        task otherwise takes off late or never), and 0 otherwise (with the question raw the
+        task takes off within ~100 steps without it; its last merges only set it back).
         """
         cfg = self
         if self.general_merger_applies:
@@ -196,7 +197,11 @@ class RunConfig:
         lr = (
             t.lr
             if t.lr is not None
-            else (FINETUNE_LR if cfg.merger_starts_pretrained else DEFAULT_LR)
+            else (
+                (QUESTION_RAW_LR if cfg.data.question_raw else FINETUNE_LR)
+                if cfg.merger_starts_pretrained
+                else DEFAULT_LR
+            )
         )
         anneal = t.raw_anneal_steps
         if anneal is None:

@@ -26,7 +26,7 @@ class TrainConfig:
     lr: float | None = option(
         None,
         help="LoRA learning rate (default: 1e-3; ktm train's recipe: 3e-4 for a task run whose "
-        "merger starts pre-trained)",
+        "merger starts pre-trained, 6e-4 then if its question stays raw)",
     )
     merger_lr: float | None = option(None, help="merger learning rate (default: --lr)")
     weight_decay: float = option(0.0, help="AdamW weight decay")
