@@ -16,8 +16,9 @@ from ktm.tasks.token_budget import reduce_ids, self_information
 def test_reductions_keep_the_budget(k):
     prompts = [list(range(100, 100 + t)) for t in (1, 5, 8, 13, 30)]
     scores = lambda ids: [torch.rand(len(p)) for p in ids]  # noqa: E731
-    for how in ("first", "last", "prune"):
-        out = reduce_ids(prompts, how, k, scores)
+    asked = [torch.rand(len(p)) for p in prompts]
+    for how in ("first", "last", "prune", "qprune"):
+        out = reduce_ids(prompts, how, k, scores, asked)
         assert [len(o) for o in out] == [math.ceil(len(p) / k) for p in prompts]
     first = reduce_ids(prompts, "first", k)
     last = reduce_ids(prompts, "last", k)
@@ -33,6 +34,23 @@ def test_prune_keeps_the_most_informative_tokens_in_order():
         reduce_ids(prompt, "prune", 2)
     with pytest.raises(KTMError, match="unknown token reduction 'middle'"):
         reduce_ids(prompt, "middle", 2)
+
+
+def test_qprune_keeps_what_the_question_names_first(make_model):
+    from ktm.recipes.baselines import reduce_for
+
+    model = make_model(k=1)
+    table = "amber-basil=X7Q2P\niris-cedar=ABCDE\njade-onyx=KQ3M9\nraven-sable=P0P0P"
+    examples = [LabeledExample(table, "KQ3M9", "\nvalue of jade-onyx?")]
+    kept = reduce_for(model, examples, "qprune", 3)[0].prompt_ids
+    text = model.tokenizer.decode(list(kept)).replace(" ", "")
+    assert "jade-onyx=KQ3M9" in text  # the named key and its value, before anything else
+    assert reduce_ids([[1, 2, 3, 4]], "qprune", 2, lambda ids: [torch.zeros(4)],
+                      [torch.tensor([0.0, 0.5, 0.0, 2.0])]) == [[2, 4]]  # fmt: skip
+    with pytest.raises(KTMError, match="question kept raw after it"):
+        reduce_for(model, [LabeledExample(table, "x", None)], "qprune", 3)
+    with pytest.raises(KTMError, match="qprune needs the question"):
+        reduce_ids([[1, 2]], "qprune", 2, lambda ids: [torch.zeros(2)])
 
 
 def test_prune_scores_each_distinct_prompt_once():
@@ -58,7 +76,7 @@ def test_self_information_matches_the_model(tiny_base):
     torch.testing.assert_close(info[0][1:], expected, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("how", ["first", "last", "prune"])
+@pytest.mark.parametrize("how", ["first", "last", "prune", "qprune"])
 def test_the_model_reads_the_kept_tokens(make_model, how):
     """The transform hands the kept ids to the model as the prompt; the model reads exactly
     the budget, the raw suffix untouched, and its output does not depend on the batch."""

@@ -20,9 +20,15 @@ SCORERS = (
     "idf",
     "prior",
     "selfinfo",
-)  # token rankings (expansion, curriculum, select pooling): ktm.token_scores
+    "query",
+)  # token rankings (expansion, curriculum, select pooling): ktm.token_scores, ktm.query_match
 POOLS = ("mean", "select")
-REDUCTIONS = ("first", "last", "prune")  # token-space baselines, see ktm.tasks.token_budget
+REDUCTIONS = (
+    "first",
+    "last",
+    "prune",
+    "qprune",
+)  # token-space baselines, see ktm.tasks.token_budget
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
 # Ranges beyond which a value is a typo or an attack: a model folder's config is checked
 # against them before anything is allocated.
@@ -110,7 +116,9 @@ class KTMConfig:
         "ktm train fits it on the task's prompts and saves it with the model); prior: -log "
         "p(token | start of text) under the base model (needs no fitting, but ranks a "
         "template's words high); selfinfo: -log p(token | the tokens before it) (a pass of the "
-        "base model over the prompt); auto: idf when the model has its table, else prior",
+        "base model over the prompt); query: the words the question kept raw after the prompt "
+        "names, and the word after each (needs a suffix; the compressed prompt then depends on "
+        "the question); auto: idf when the model has its table, else prior",
     )
     lora_r: int = option(8, help="LoRA rank (0: no LoRA)")
     lora_alpha: float = option(32, help="LoRA alpha")

@@ -215,9 +215,9 @@ class KTMModel(LossesMixin, GenerationMixin, SelectiveMixin, ArtifactsMixin, nn.
         ``budget`` / ``budget_positions`` here; see :meth:`raw_tokens`), or the tokens
         ``raw`` marks, per prompt, when given."""
         pooled = self.k > 1 and self.config.merger_pool == "select"
-        scores = self.token_scores(prompt_ids) if pooled else None
+        scores = self.token_scores(prompt_ids, suffix_ids) if pooled else None
         if raw is None:
-            raw = self.raw_tokens(prompt_ids, budget, budget_positions, scores)
+            raw = self.raw_tokens(prompt_ids, budget, budget_positions, scores, suffix_ids)
         return pack(
             self.embed,
             self.merger,

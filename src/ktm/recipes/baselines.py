@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from ..model import KTMModel
+from ..query_match import question_scores_of_ids
 from ..tasks.base import LabeledExample
 from ..tasks.token_budget import reduce_examples, self_information
 from .data import Stage
@@ -22,8 +23,12 @@ def reduce_for(
         with model.base_lm() as lm:
             return self_information(lm, ids)
 
+    def asked(ids, question: str):
+        return question_scores_of_ids(model.tokenizer, ids, question)
+
     tokenize = lambda texts: model.tokenize(texts, special=True)  # noqa: E731
-    return reduce_examples(examples, how, k, tokenize, scores if how == "prune" else None)
+    ranked = how in ("prune", "qprune")
+    return reduce_examples(examples, how, k, tokenize, scores if ranked else None, asked)
 
 
 def reduce_stages(model: KTMModel, stages: Sequence[Stage], how: str, k: int) -> list[Stage]:

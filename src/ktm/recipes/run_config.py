@@ -81,7 +81,8 @@ class RunConfig:
         None,
         choices=REDUCTIONS,
         help="a token-space baseline instead of merging (with --k 1): the model reads the "
-        "first, last or most informative ceil(T/--reduction-k) prompt tokens",
+        "first, last or most informative ceil(T/--reduction-k) prompt tokens (qprune: those "
+        "the raw question after the prompt names first)",
     )
     reduction_k: int = option(1, help="the K whose input budget the reduction matches")
     pretrain_k_warmup_steps: int | None = option(
@@ -101,6 +102,14 @@ class RunConfig:
                 raise KTMError(
                     f"a token reduction reads tokens as they are: k must be 1, not {self.ktm.k}"
                 )
+        by_question = self.ktm.token_scorer == "query" or self.reduction == "qprune"
+        if by_question and not self.data.question_raw:
+            what = "reduction qprune" if self.reduction == "qprune" else "token_scorer query"
+            raise KTMError(
+                f"{what} ranks a prompt's tokens by the question kept raw after it, and this "
+                "run merges the whole prompt: keep the question raw (--split-question, "
+                "--suffix-template, --split-field) or choose another ranking"
+            )
         r = self.reduction_k
         if isinstance(r, bool) or not isinstance(r, int) or r < 1:
             raise KTMError(f"reduction_k must be an integer >= 1, got {r!r}")

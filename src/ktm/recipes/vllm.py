@@ -29,16 +29,20 @@ def prompt_embeds(
     prompts: Sequence[str],
     budget: float | None = None,
     budget_positions: int | None = None,
+    suffixes: Sequence[str] | None = None,
 ) -> list[torch.Tensor]:
     """One (N_i, d) tensor per prompt: its compressed positions without padding (with
-    selective expansion, the kept tokens' own embeddings among the merged blocks)."""
+    selective expansion, the kept tokens' own embeddings among the merged blocks), then the
+    embeddings of its raw ``suffixes`` (a question after the compressed context; the
+    ``query`` token scorer ranks by it)."""
     if model.config.positions != "compact":
         raise KTMError(
             f"vLLM numbers prompt embeddings 0, 1, 2, …, but this model reads "
             f"positions={model.config.positions!r}; serve it with `ktm serve` instead"
         )
     with torch.no_grad():
-        batch = model.compress(list(prompts), None, budget, budget_positions)
+        suffix_list = list(suffixes) if suffixes is not None else None
+        batch = model.compress(list(prompts), suffix_list, budget, budget_positions)
     mask = batch.attention_mask.bool()
     return [batch.embeds[i][mask[i]].detach().cpu() for i in range(len(prompts))]
 
@@ -64,10 +68,11 @@ def decode_prompt_embeds(data: str) -> torch.Tensor:
     return tensor
 
 
-def embeds_prompts(model: KTMModel, prompts: Sequence[str], **budget) -> list[dict]:
-    """``EmbedsPrompt`` dicts for vLLM's offline ``LLM.generate`` (``budget`` or
-    ``budget_positions``: selective expansion, as :meth:`KTMModel.compress`)."""
-    return [{"prompt_embeds": e} for e in prompt_embeds(model, prompts, **budget)]
+def embeds_prompts(model: KTMModel, prompts: Sequence[str], **options) -> list[dict]:
+    """``EmbedsPrompt`` dicts for vLLM's offline ``LLM.generate`` (``options``: ``budget`` or
+    ``budget_positions``, selective expansion as :meth:`KTMModel.compress`, and
+    ``suffixes``, as :func:`prompt_embeds`)."""
+    return [{"prompt_embeds": e} for e in prompt_embeds(model, prompts, **options)]
 
 
 def completions_request(
@@ -76,16 +81,18 @@ def completions_request(
     served_model: str,
     budget: float | None = None,
     budget_positions: int | None = None,
+    suffixes: Sequence[str] | None = None,
     **params,
 ) -> list[dict]:
     """JSON bodies for ``POST /v1/completions`` on a vLLM server, one per prompt.
 
     ``budget`` / ``budget_positions``: selective expansion (see :meth:`KTMModel.compress`);
-    ``params`` are Completions API fields (``max_tokens``, ``temperature`` …).
+    ``suffixes``: raw text after each compressed prompt; ``params`` are Completions API
+    fields (``max_tokens``, ``temperature`` …).
     """
     return [
         {"model": served_model, "prompt_embeds": encode_prompt_embeds(e), **params}
-        for e in prompt_embeds(model, prompts, budget, budget_positions)
+        for e in prompt_embeds(model, prompts, budget, budget_positions, suffixes)
     ]
 
 
@@ -97,16 +104,20 @@ def complete(
     api_key: str = "EMPTY",
     budget: float | None = None,
     budget_positions: int | None = None,
+    suffixes: Sequence[str] | None = None,
     **params,
 ) -> list[str]:
-    """Compress ``prompts`` and complete them on the vLLM server at ``base_url`` (…/v1)."""
+    """Compress ``prompts`` (then the raw ``suffixes``) and complete them on the vLLM server
+    at ``base_url`` (…/v1)."""
     try:
         from openai import OpenAI
     except ImportError:
         raise KTMError("talking to vLLM needs the `openai` package: pip install openai") from None
     client = OpenAI(base_url=base_url, api_key=api_key)
     texts = []
-    bodies = completions_request(model, prompts, served_model, budget, budget_positions, **params)
+    bodies = completions_request(
+        model, prompts, served_model, budget, budget_positions, suffixes, **params
+    )
     for body in bodies:
         embeds = body.pop("prompt_embeds")
         response = client.completions.create(

@@ -15,7 +15,8 @@ Arms:
     ``first<K>``, ``last<K>``, ``prune<K>``
                      keep ⌈T/K⌉ prompt tokens (the start, the end, or the most informative by
                      the base model's self-information) + LoRA at K = 1
-                     (:mod:`ktm.tasks.token_budget`);
+                     (:mod:`ktm.tasks.token_budget`); ``qprune<K>`` ranks by the raw question
+                     after the prompt first (the baseline of ``--token-scorer query``);
     ``zeroshot``     the base model, untrained, uncompressed;
     ``majority``     always the commonest training answer (label or text);
     ``copy``         the input unchanged (edit tasks: the file before the edit).
@@ -31,7 +32,7 @@ from ..general_merger import NONE
 from ..run_config import RunConfig
 
 _ARM = re.compile(
-    r"^(?:k(\d+)(?:-(mean|random|pre|fresh))?(?:@(\d*\.?\d+))?|(first|last|prune)(\d+)"
+    r"^(?:k(\d+)(?:-(mean|random|pre|fresh))?(?:@(\d*\.?\d+))?|(first|last|prune|qprune)(\d+)"
     r"|(zeroshot|majority|copy))$"
 )
 
@@ -65,7 +66,8 @@ def parse_arm(name: str) -> Arm:
     if not m:
         raise KTMError(
             f"bad arm {name!r}: use k<K>, k<K>-fresh, k<K>-mean, k<K>-random, k<K>-pre (each "
-            "with an optional @<budget>, e.g. k8@0.25), first<K>, last<K>, prune<K>, zeroshot, "
+            "with an optional @<budget>, e.g. k8@0.25), first<K>, last<K>, prune<K>, qprune<K>, "
+            "zeroshot, "
             "majority or copy (e.g. k4,k1,k4-mean,first4,prune4)"
         )
     k, variant, budget, reduction, rk, fixed = m.groups()

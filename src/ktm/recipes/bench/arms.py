@@ -87,7 +87,7 @@ def _expanded_counts(model, examples) -> dict:
     ids, suffixes = model.encode_prompts(
         [e.model_prompt for e in examples], [e.suffix or "" for e in examples]
     )
-    raw = model.raw_tokens(ids)
+    raw = model.raw_tokens(ids, suffix_ids=suffixes)
     tokens_in = sum(len(p) + len(s) for p, s in zip(ids, suffixes))
     read = sum(expanded_length(len(p), model.k, r) + len(s) for p, r, s in zip(ids, raw, suffixes))
     n = len(examples)

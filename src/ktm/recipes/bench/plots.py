@@ -14,6 +14,7 @@ _MARKERS = {
     "first": ">",
     "last": "<",
     "prune": "D",
+    "qprune": "d",
 }
 
 

@@ -98,7 +98,10 @@ class Batcher:
         try:
             self.batches += 1
             raw = [
-                self.model.raw_tokens([j.prompt_ids], j.budget, j.budget_positions) for j in jobs
+                self.model.raw_tokens(
+                    [j.prompt_ids], j.budget, j.budget_positions, suffix_ids=[j.suffix_ids]
+                )
+                for j in jobs
             ]
             batch = self.model.compress_ids(
                 [j.prompt_ids for j in jobs],

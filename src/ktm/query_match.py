@@ -1,0 +1,85 @@
+"""Question-aware token scores: how strongly the question kept raw after a prompt points at
+each of the prompt's tokens (the ``query`` scorer of selective expansion).
+
+A question names what it asks about ("value of amber-basil?", "Is Ab an ancestor of Cd?");
+the tokens of the prompt that hold those names, and what follows them, are the ones a merged
+block is most likely to blur and the answer most likely to need. Question-aware ranking is
+what LongLLMLingua adds to Selective Context for pruning; here it chooses which tokens stay
+raw among the merged blocks. The price: the compressed prompt depends on the question, so it
+cannot be reused across questions.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+
+import torch
+
+WORD = re.compile(r"\w+")  # letters, digits and _: compared lowercased
+
+
+def question_scores(pieces: Sequence[str], question: str) -> torch.Tensor:
+    """(T,) float scores of a prompt's T tokens, given their text ``pieces`` in order.
+
+    Each maximal run of consecutive prompt words that also occurs consecutively in the
+    question scores its length over the number of times that run occurs in the prompt (a word
+    on every line, like a template's, points nowhere in particular), and so does every
+    character from its first word to its last ("amber-basil"); from the run's end to the end
+    of the next word (a key's "=value", the next line's name) scores half that. A token scores
+    the best of the spans its characters overlap; a token in none scores 0.
+    """
+    text = "".join(pieces)
+    spans = [m.span() for m in WORD.finditer(text)]
+    words = [text[a:b].lower() for a, b in spans]  # after the spans: lower() may change lengths
+    asked = WORD.findall(question.lower())
+    scored: list[tuple[int, int, float]] = []  # character spans [a, b) and their scores
+    ends = _common_run_ends(words, asked)
+    for i, length in enumerate(ends):
+        if length == 0 or (i + 1 < len(ends) and ends[i + 1] == length + 1):
+            continue  # no run ends here, or the run goes on
+        start = i + 1 - length
+        run = words[start : i + 1]
+        count = sum(words[s : s + length] == run for s in range(len(words) - length + 1))
+        score = length / count
+        scored.append((spans[start][0], spans[i][1], score))
+        if i + 1 < len(words):
+            scored.append((spans[i][1], spans[i + 1][1], score / 2))
+    return _token_scores(pieces, scored)
+
+
+def question_scores_of_ids(tokenizer, prompt_ids: Sequence[int], question: str) -> torch.Tensor:
+    """(T,) :func:`question_scores` of a prompt given as token ids (each decoded alone)."""
+    return question_scores(tokenizer.batch_decode([[i] for i in prompt_ids]), question)
+
+
+def _common_run_ends(words: Sequence[str], asked: Sequence[str]) -> list[int]:
+    """Per prompt word, the length of the longest run of words ending there that also occurs
+    in ``asked`` (0 when the word is not in it)."""
+    prev = [0] * (len(asked) + 1)
+    out = []
+    for w in words:
+        cur = [0] * (len(asked) + 1)
+        for j, v in enumerate(asked):
+            if w == v:
+                cur[j + 1] = prev[j] + 1
+        out.append(max(cur))
+        prev = cur
+    return out
+
+
+def _token_scores(pieces: Sequence[str], scored: Sequence[tuple[int, int, float]]) -> torch.Tensor:
+    """(T,) the best score of the character spans each token overlaps (0 for none)."""
+    out = [0.0] * len(pieces)
+    bounds = [0]
+    for piece in pieces:
+        bounds.append(bounds[-1] + len(piece))
+    for a, b, score in scored:
+        first = bisect.bisect_right(bounds, a) - 1  # the token holding character a
+        for t in range(first, len(pieces)):
+            if bounds[t] >= b:
+                break
+            if bounds[t + 1] > a:  # an empty piece overlaps nothing
+                out[t] = max(out[t], score)
+    return torch.tensor(out)
