@@ -130,3 +130,49 @@ def train_on_trees(tiny_model_dir, tmp_path):
 
     run.data = data
     return run
+
+
+@pytest.fixture
+def model_invariants(tmp_path):
+    """check(model, prompts): outputs do not depend on the batch, cached generation equals
+    recompute, and a save/load round trip gives the same logits; returns the loaded model."""
+    from ktm import KTMModel
+
+    def check(model, prompts):
+        together = model.next_token_logits(prompts)
+        for i, p in enumerate(prompts):
+            torch.testing.assert_close(model.next_token_logits([p])[0], together[i], atol=1e-4,
+                                       rtol=1e-4)  # fmt: skip
+        ids = model.tokenize(prompts[:1], special=True)[0]
+        cached = model.generate_ids(model.compress_ids([ids]), None)[0][:4]
+        again: list[int] = []
+        with torch.no_grad():
+            for _ in range(len(cached)):
+                hidden, _ = model.hidden_states(model.compress_ids([ids], [again]))
+                again.append(int(model.head(hidden[:, -1]).argmax(-1)))
+        assert again == cached
+        model.save_pretrained(tmp_path / "round-trip")
+        back = KTMModel.from_pretrained(tmp_path / "round-trip")
+        torch.testing.assert_close(back.next_token_logits(prompts), together)
+        return back
+
+    return check
+
+
+@pytest.fixture
+def few_steps():
+    """run(model, prompt_ids, answer_ids, suffix_ids=None) -> (first, last) summed answer
+    loss over 8 AdamW steps at lr 1e-2 on the trainable parameters."""
+
+    def run(model, ids, answers, suffix_ids=None, steps: int = 8):
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        losses = []
+        for _ in range(steps):
+            loss = model.answer_nll(ids, answers, suffix_ids)
+            losses.append(float(loss.detach()))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return losses[0], float(model.answer_nll(ids, answers, suffix_ids).detach())
+
+    return run
