@@ -28,6 +28,7 @@ LAYERS = {
     "packing": 1,
     "expansion": 1,
     "token_scores": 1,
+    "query_match": 1,
     "training": 2,
     "tasks": 2,
     "model": 2,
