@@ -23,12 +23,7 @@ SCORERS = (
     "query",
 )  # token rankings (expansion, curriculum, select pooling): ktm.token_scores, ktm.query_match
 POOLS = ("mean", "select")
-REDUCTIONS = (
-    "first",
-    "last",
-    "prune",
-    "qprune",
-)  # token-space baselines, see ktm.tasks.token_budget
+REDUCTIONS = ("first", "last", "prune", "qprune")  # token-space baselines: tasks.token_budget
 DTYPES = ("float32", "bfloat16")  # base-model weight dtypes a run may ask for
 # Ranges beyond which a value is a typo or an attack: a model folder's config is checked
 # against them before anything is allocated.

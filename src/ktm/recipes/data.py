@@ -136,7 +136,7 @@ class DataConfig:
     @property
     def question_raw(self) -> bool:
         """Whether the prompts' tail stays raw after the merged part: the tree's question
-        (``split_question``), a ``suffix_template``, or what follows a ``split_marker``."""
+        (``split_question``), a ``suffix_template``, or a ``split_field``."""
         return self.split_question or bool(self.suffix_template) or self.split_field is not None
 
     def to_dict(self) -> dict:

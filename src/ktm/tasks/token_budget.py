@@ -62,7 +62,7 @@ def reduce_ids(
     out = []
     for n, p in enumerate(prompt_ids):
         info = scored[tuple(p)].tolist()
-        first = asked[n].tolist() if asked is not None else [0.0] * len(p)
+        first = asked[n].tolist() if how == "qprune" else [0.0] * len(p)
         order = sorted(range(len(p)), key=lambda i: (-first[i], -info[i], i))
         out.append([p[i] for i in sorted(order[: merged_length(len(p), k)])])
     return out

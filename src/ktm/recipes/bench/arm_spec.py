@@ -67,8 +67,7 @@ def parse_arm(name: str) -> Arm:
         raise KTMError(
             f"bad arm {name!r}: use k<K>, k<K>-fresh, k<K>-mean, k<K>-random, k<K>-pre (each "
             "with an optional @<budget>, e.g. k8@0.25), first<K>, last<K>, prune<K>, qprune<K>, "
-            "zeroshot, "
-            "majority or copy (e.g. k4,k1,k4-mean,first4,prune4)"
+            "zeroshot, majority or copy (e.g. k4,k1,k4-mean,first4,prune4)"
         )
     k, variant, budget, reduction, rk, fixed = m.groups()
     if fixed:
