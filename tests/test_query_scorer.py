@@ -16,22 +16,25 @@ SUFFIXES = ["\nvalue of iris-basil?", ", Parent: OD, Child: QW, Answer: "]
 def test_the_asked_key_outranks_its_value_and_partial_matches():
     pieces = ["amber", "-", "bas", "il", "=", "X7", "Q2P", "\n", "iris", "-", "basil", "=", "ZZ"]
     s = question_scores(pieces, "value of amber-basil?").tolist()
-    assert s[:4] == [2.0, 2.0, 2.0, 2.0]  # the whole key, its "-" too: a run of 2, once
-    assert s[4:7] == [1.0, 1.0, 1.0]  # "=X7Q2P": the word after the run, half of it
+    # "amber-basil": a run of 2, once (2.0), plus half its line's best other word over its count
+    assert s[:4] == [3.0, 2.0, 2.5, 2.5]
+    assert s[4] == 1.0  # "=": the span to the end of the next word, half the run
+    assert s[5:7] == [2.0, 2.0]  # "X7Q2P": half the run, plus half the key on its line
     assert s[7] == 0.0
-    assert s[10] == 0.5  # "basil" alone: a run of 1 found twice (bas|il and basil)
+    assert s[10] == 0.5625  # "basil" alone: a run of 1 found twice, and a weak line
     assert max(s[8:]) < 1.0
 
 
-def test_a_word_on_every_line_points_nowhere():
+def test_the_chain_between_the_named_things_outranks_other_lines():
     line = [" is", " the", " parent", " of"]
     pieces = ["Ab", *line, " Cd", ".\n", "Ef", *line, " Ij", ".\n", "Cd", *line, " Gh", "."]
     s = question_scores(pieces, "Is Ab an ancestor of Gh?").tolist()
-    assert s[0] == 1.0  # "Ab": a run of 1, once
-    assert s[-2] == 2.0 and s[-3] == 2.0  # "of Gh": a run of 2, once
-    assert s[1] == 0.5  # " is" after "Ab": half of "Ab"
-    assert s[8] == s[15] == pytest.approx(1 / 3)  # "is" elsewhere: on every line
-    assert s[4] == s[11] == pytest.approx(1 / 3)  # "of" where "Gh" does not follow
+    chain = [s[0], s[5], s[14], s[19]]  # Ab, Cd, Cd, Gh: Ab -> Cd -> Gh, Cd named nowhere
+    unrelated = s[7:13]  # "Ef is the parent of Ij": no word of it on the chain's lines
+    assert min(chain) > max(unrelated)
+    assert s[19] == max(s)  # "of Gh": a run of 2, once
+    assert s[5] > s[2]  # the linking name outranks the template word beside it
+    assert s[8] == s[10] == s[11]  # a template word on every line: no line of its own
     assert question_scores([], "anything").shape == (0,)
     assert question_scores(["x", "y"], "").tolist() == [0.0, 0.0]
 

@@ -3,7 +3,9 @@ each of the prompt's tokens (the ``query`` scorer of selective expansion).
 
 A question names what it asks about ("value of amber-basil?", "Is Ab an ancestor of Cd?");
 the tokens of the prompt that hold those names, and what follows them, are the ones a merged
-block is most likely to blur and the answer most likely to need. Question-aware ranking is
+block is most likely to blur and the answer most likely to need; and, a hop further, the
+words that share a line with them (the link of a chain the question names both ends of, as
+multi-hop retrievers follow entities from one passage to the next). Question-aware ranking is
 what LongLLMLingua adds to Selective Context for pruning; here it chooses which tokens stay
 raw among the merged blocks. The price: the compressed prompt depends on the question, so it
 cannot be reused across questions.
@@ -18,23 +20,29 @@ from collections.abc import Sequence
 import torch
 
 WORD = re.compile(r"\w+")  # letters, digits and _: compared lowercased
+SEGMENT_END = re.compile(r"\n|[.!?;](?=\s)")  # where a line or a sentence ends
 
 
 def question_scores(pieces: Sequence[str], question: str) -> torch.Tensor:
     """(T,) float scores of a prompt's T tokens, given their text ``pieces`` in order.
 
-    Each maximal run of consecutive prompt words that also occurs consecutively in the
-    question scores its length over the number of times that run occurs in the prompt (a word
-    on every line, like a template's, points nowhere in particular), and so does every
-    character from its first word to its last ("amber-basil"); from the run's end to the end
-    of the next word (a key's "=value", the next line's name) scores half that. A token scores
-    the best of the spans its characters overlap; a token in none scores 0.
+    First hop: each maximal run of consecutive prompt words that also occurs consecutively in
+    the question scores its length over the number of times that run occurs in the prompt (a
+    word on every line, like a template's, points nowhere in particular), and so does every
+    character from its first word to its last ("amber-basil"); the next word (a key's
+    "=value") scores half that. Second hop, for questions whose answer runs through facts
+    they do not name (an ancestor two lines away): a word sharing a line or sentence with a
+    first-hop word scores half that line's best over its own count in the prompt, and every
+    word adds half the best score of another word on its line (so the line that links two
+    named things outranks lines naming one). A token scores the best of the spans its
+    characters overlap; a token in none scores 0.
     """
     text = "".join(pieces)
     spans = [m.span() for m in WORD.finditer(text)]
     words = [text[a:b].lower() for a, b in spans]  # after the spans: lower() may change lengths
     asked = WORD.findall(question.lower())
     scored: list[tuple[int, int, float]] = []  # character spans [a, b) and their scores
+    hop1 = [0.0] * len(words)
     ends = _common_run_ends(words, asked)
     for i, length in enumerate(ends):
         if length == 0 or (i + 1 < len(ends) and ends[i + 1] == length + 1):
@@ -44,9 +52,39 @@ def question_scores(pieces: Sequence[str], question: str) -> torch.Tensor:
         count = sum(words[s : s + length] == run for s in range(len(words) - length + 1))
         score = length / count
         scored.append((spans[start][0], spans[i][1], score))
+        for w in range(start, i + 1):
+            hop1[w] = max(hop1[w], score)
         if i + 1 < len(words):
             scored.append((spans[i][1], spans[i + 1][1], score / 2))
+            hop1[i + 1] = max(hop1[i + 1], score / 2)
+    hop2 = _second_hop(text, spans, words, hop1)
+    scored += [(a, b, score) for (a, b), score in zip(spans, hop2) if score > 0]
     return _token_scores(pieces, scored)
+
+
+def _second_hop(
+    text: str, spans: Sequence[tuple[int, int]], words: Sequence[str], hop1: Sequence[float]
+) -> list[float]:
+    """Per word, its score after the second hop (see :func:`question_scores`)."""
+    cuts = [m.end() for m in SEGMENT_END.finditer(text)]
+    line = [bisect.bisect_right(cuts, a) for a, _ in spans]  # the line or sentence of each word
+    best_on: dict[int, float] = {}
+    for seg, score in zip(line, hop1):
+        best_on[seg] = max(best_on.get(seg, 0.0), score)
+    reach: dict[str, float] = {}  # each word's strongest line to a first-hop word
+    count: dict[str, int] = {}
+    for w, seg, score in zip(words, line, hop1):
+        count[w] = count.get(w, 0) + 1
+        if score == 0:
+            reach[w] = max(reach.get(w, 0.0), best_on[seg])
+    own = [max(s, reach.get(w, 0.0) / 2 / count[w]) for w, s in zip(words, hop1)]
+    on_line: dict[int, list[tuple[str, float]]] = {}
+    for w, seg, s in zip(words, line, own):
+        on_line.setdefault(seg, []).append((w, s))
+    return [
+        s + max((t for v, t in on_line[seg] if v != w), default=0.0) / 2 / count[w]
+        for w, seg, s in zip(words, line, own)
+    ]
 
 
 def question_scores_of_ids(tokenizer, prompt_ids: Sequence[int], question: str) -> torch.Tensor:
