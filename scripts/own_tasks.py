@@ -1,10 +1,13 @@
-"""Two tasks no ktm recipe was tuned on, written as JSONL for ``--task custom``:
+"""Tasks no ktm recipe was tuned on, written as JSONL for ``--task custom``:
 
 - ``lookup``: exact recall. A table of N ``key=value`` pairs (keys: two words, values: five
   random characters), then "value of KEY?" → the value. Scored by exact match.
 - ``ancestor``: multi-hop structure. A family list "X is the parent of Y." (one line per
   edge, shuffled) of a random tree, then "Is A an ancestor of B?" → yes / no; the yes pairs
   are ancestors two or more generations up (never the parent), the no pairs anything else.
+- ``located``: two hops, a named answer. Shuffled lines "X lives in CITY." and "CITY is in
+  COUNTRY." (invented countries), then "Which country does X live in?" → the country. The
+  question names only the start of the chain. Scored by exact match.
 
 Each file has ``doc`` (the table or the list), ``question`` and ``answer`` fields, so the
 question can be kept raw (``--suffix-template "{question}"``) or merged with the rest:
@@ -27,6 +30,7 @@ WORDS = (
     "amber basil cedar delta ember fable grove harbor iris jade kestrel lumen maple nectar "
     "onyx pepper quill raven sable thistle umber violet willow yarrow zephyr"
 ).split()
+COUNTRIES = "Norland Estavia Morvia Queltan Drosk Valmere Tarquin Obrena".split()
 NAMES = [a + b for a in string.ascii_uppercase for b in string.ascii_lowercase]  # Ab, Ac, …
 
 
@@ -64,12 +68,31 @@ def ancestor_row(rng: random.Random, nodes: int, want_yes: bool) -> dict | None:
     return {"doc": "\n".join(edges), "question": f"Is {a} an ancestor of {b}?", "answer": answer}
 
 
+def located_row(rng: random.Random, people: int) -> dict:
+    names = rng.sample(NAMES, people)
+    cities = [w.capitalize() for w in rng.sample(WORDS, people)]
+    countries = rng.sample(COUNTRIES, 4)
+    home = {n: rng.choice(cities) for n in names}
+    country = {c: rng.choice(countries) for c in cities}
+    lines = [f"{n} lives in {c}." for n, c in home.items()]
+    lines += [f"{c} is in {k}." for c, k in country.items()]
+    rng.shuffle(lines)
+    asked = rng.choice(names)
+    return {
+        "doc": "\n".join(lines),
+        "question": f"Which country does {asked} live in?",
+        "answer": country[home[asked]],
+    }
+
+
 def rows(task: str, n: int, seed: int, size: int) -> list[dict]:
     rng = random.Random(seed)
     out: list[dict] = []
     while len(out) < n:
         if task == "lookup":
             out.append(lookup_row(rng, size))
+        elif task == "located":
+            out.append(located_row(rng, size))
         else:
             row = ancestor_row(rng, size, want_yes=len(out) % 2 == 0)
             if row is not None:
@@ -79,13 +102,13 @@ def rows(task: str, n: int, seed: int, size: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", choices=("lookup", "ancestor"))
+    parser.add_argument("task", choices=("lookup", "ancestor", "located"))
     parser.add_argument("out", help="folder for train.jsonl and test.jsonl")
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--test", type=int, default=200)
-    parser.add_argument("--size", type=int, default=None, help="pairs (24) or nodes (8)")
+    parser.add_argument("--size", type=int, default=None, help="pairs (24), nodes (8), people (6)")
     args = parser.parse_args()
-    size = args.size or (24 if args.task == "lookup" else 8)
+    size = args.size or {"lookup": 24, "ancestor": 8, "located": 6}[args.task]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, n, seed in (("train", args.train, 0), ("test", args.test, 1)):

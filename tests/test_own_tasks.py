@@ -1,4 +1,4 @@
-"""scripts/own_tasks.py: the two tasks no recipe was tuned on are well-formed and right."""
+"""scripts/own_tasks.py: the tasks no recipe was tuned on are well-formed and right."""
 
 from __future__ import annotations
 
@@ -31,3 +31,21 @@ def test_ancestor_rows_are_balanced_and_never_a_parent(script):
             n = parent[n]
             chain.append(n)
         assert (a in chain[1:]) == (r["answer"] == "yes")
+
+
+def test_located_rows_answer_the_country_of_the_asked_persons_city(script):
+    own = script("own_tasks")
+    rows = own.rows("located", 40, seed=2, size=6)
+    assert rows == own.rows("located", 40, seed=2, size=6)
+    assert len({r["answer"] for r in rows}) > 2  # not one country every time
+    for r in rows:
+        lines = r["doc"].splitlines()
+        home = dict(
+            re.fullmatch(r"(\w+) lives in (\w+)\.", x).groups() for x in lines if "lives" in x
+        )
+        country = dict(
+            re.fullmatch(r"(\w+) is in (\w+)\.", x).groups() for x in lines if " is in " in x
+        )
+        assert len(home) == 6 and len(country) == 6
+        asked = re.fullmatch(r"Which country does (\w+) live in\?", r["question"]).group(1)
+        assert country[home[asked]] == r["answer"]
