@@ -31,11 +31,12 @@ def question_scores(pieces: Sequence[str], question: str) -> torch.Tensor:
     word on every line, like a template's, points nowhere in particular), and so does every
     character from its first word to its last ("amber-basil"); the next word (a key's
     "=value") scores half that. Second hop, for questions whose answer runs through facts
-    they do not name (an ancestor two lines away): a word sharing a line or sentence with a
-    first-hop word scores half that line's best over its own count in the prompt, and every
-    word adds half the best score of another word on its line (so the line that links two
-    named things outranks lines naming one). A token scores the best of the spans its
-    characters overlap; a token in none scores 0.
+    they do not name (an ancestor two lines away): a word found somewhere with no first-hop
+    score of its own, on a line or sentence with a first-hop word, scores half that line's best
+    over its own count in the prompt, wherever it occurs; and every word adds half the best
+    score of another word on its line, over its own count (so the line that links two named
+    things outranks lines naming one). A token scores the best of the spans its characters
+    overlap; a token in none scores 0.
     """
     text = "".join(pieces)
     spans = [m.span() for m in WORD.finditer(text)]
