@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import torch
@@ -69,19 +70,18 @@ def _second_hop(
     """Per word, its score after the second hop (see :func:`question_scores`)."""
     cuts = [m.end() for m in SEGMENT_END.finditer(text)]
     line = [bisect.bisect_right(cuts, a) for a, _ in spans]  # the line or sentence of each word
-    best_on: dict[int, float] = {}
+    count = Counter(words)
+    best_on: defaultdict[int, float] = defaultdict(float)
     for seg, score in zip(line, hop1):
-        best_on[seg] = max(best_on.get(seg, 0.0), score)
-    reach: dict[str, float] = {}  # each word's strongest line to a first-hop word
-    count: dict[str, int] = {}
+        best_on[seg] = max(best_on[seg], score)
+    reach: defaultdict[str, float] = defaultdict(float)  # a word's strongest line to hop one
     for w, seg, score in zip(words, line, hop1):
-        count[w] = count.get(w, 0) + 1
         if score == 0:
-            reach[w] = max(reach.get(w, 0.0), best_on[seg])
-    own = [max(s, reach.get(w, 0.0) / 2 / count[w]) for w, s in zip(words, hop1)]
-    on_line: dict[int, list[tuple[str, float]]] = {}
+            reach[w] = max(reach[w], best_on[seg])
+    own = [max(s, reach[w] / 2 / count[w]) for w, s in zip(words, hop1)]
+    on_line: defaultdict[int, list[tuple[str, float]]] = defaultdict(list)
     for w, seg, s in zip(words, line, own):
-        on_line.setdefault(seg, []).append((w, s))
+        on_line[seg].append((w, s))
     return [
         s + max((t for v, t in on_line[seg] if v != w), default=0.0) / 2 / count[w]
         for w, seg, s in zip(words, line, own)
