@@ -8,6 +8,9 @@
 - ``located``: two hops, a named answer. Shuffled lines "X lives in CITY." and "CITY is in
   COUNTRY." (invented countries), then "Which country does X live in?" → the country. The
   question names only the start of the chain. Scored by exact match.
+- ``team``: two hops through people (written after the ``query`` ranking's second hop was
+  tuned on ``ancestor`` and ``located``, to test it untuned). Shuffled lines "X reports to
+  M." and "M leads the WORD team.", then "Which team is led by the manager of X?" → WORD.
 
 Each file has ``doc`` (the table or the list), ``question`` and ``answer`` fields, so the
 question can be kept raw (``--suffix-template "{question}"``) or merged with the rest:
@@ -85,6 +88,22 @@ def located_row(rng: random.Random, people: int) -> dict:
     }
 
 
+def team_row(rng: random.Random, people: int) -> dict:
+    names = rng.sample(NAMES, people + 4)
+    staff, managers = names[:people], names[people:]
+    teams = [w.capitalize() for w in rng.sample(WORDS, len(managers))]
+    boss = {n: rng.choice(managers) for n in staff}
+    lines = [f"{n} reports to {m}." for n, m in boss.items()]
+    lines += [f"{m} leads the {t} team." for m, t in zip(managers, teams)]
+    rng.shuffle(lines)
+    asked = rng.choice(staff)
+    return {
+        "doc": "\n".join(lines),
+        "question": f"Which team is led by the manager of {asked}?",
+        "answer": teams[managers.index(boss[asked])],
+    }
+
+
 def rows(task: str, n: int, seed: int, size: int) -> list[dict]:
     rng = random.Random(seed)
     out: list[dict] = []
@@ -93,6 +112,8 @@ def rows(task: str, n: int, seed: int, size: int) -> list[dict]:
             out.append(lookup_row(rng, size))
         elif task == "located":
             out.append(located_row(rng, size))
+        elif task == "team":
+            out.append(team_row(rng, size))
         else:
             row = ancestor_row(rng, size, want_yes=len(out) % 2 == 0)
             if row is not None:
@@ -102,13 +123,15 @@ def rows(task: str, n: int, seed: int, size: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", choices=("lookup", "ancestor", "located"))
+    parser.add_argument("task", choices=("lookup", "ancestor", "located", "team"))
     parser.add_argument("out", help="folder for train.jsonl and test.jsonl")
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--test", type=int, default=200)
-    parser.add_argument("--size", type=int, default=None, help="pairs (24), nodes (8), people (6)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="pairs (24), nodes (8), people (6, 6)"
+    )
     args = parser.parse_args()
-    size = args.size or {"lookup": 24, "ancestor": 8, "located": 6}[args.task]
+    size = args.size or {"lookup": 24, "ancestor": 8, "located": 6, "team": 6}[args.task]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, n, seed in (("train", args.train, 0), ("test", args.test, 1)):

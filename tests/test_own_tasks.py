@@ -49,3 +49,21 @@ def test_located_rows_answer_the_country_of_the_asked_persons_city(script):
         assert len(home) == 6 and len(country) == 6
         asked = re.fullmatch(r"Which country does (\w+) live in\?", r["question"]).group(1)
         assert country[home[asked]] == r["answer"]
+
+
+def test_team_rows_answer_the_team_of_the_asked_persons_manager(script):
+    own = script("own_tasks")
+    rows = own.rows("team", 40, seed=3, size=6)
+    assert rows == own.rows("team", 40, seed=3, size=6)
+    assert len({r["answer"] for r in rows}) > 2
+    for r in rows:
+        lines = r["doc"].splitlines()
+        boss = dict(
+            re.fullmatch(r"(\w+) reports to (\w+)\.", x).groups() for x in lines if "reports" in x
+        )
+        team = dict(
+            re.fullmatch(r"(\w+) leads the (\w+) team\.", x).groups() for x in lines if "leads" in x
+        )
+        assert len(boss) == 6 and len(team) == 4
+        asked = re.fullmatch(r"Which team is led by the manager of (\w+)\?", r["question"]).group(1)
+        assert team[boss[asked]] == r["answer"]

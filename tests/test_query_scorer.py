@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -105,3 +107,15 @@ def test_a_run_that_merges_its_question_is_refused_the_question_ranking(capsys):
         == 2
     )
     assert "keep the question raw (--split-question" in capsys.readouterr().err
+
+
+def test_the_second_hop_reaches_past_a_template_word_to_the_answer():
+    lines = ["Ab lives in Oslo.", "Cd lives in Rome.", "Oslo is in Norland.", "Rome is in Drosk."]
+    lines += ["Ef lives in Rome.", "Gh lives in Rome."]
+    pieces = re.findall(r"\w+|\W", "\n".join(lines))
+    s = question_scores(pieces, "Which country does Ab live in?").tolist()
+    at = {p: [i for i, q in enumerate(pieces) if q == p] for p in set(pieces)}
+    assert all(s[i] == 0.0 for i in at["in"])  # on every line: points nowhere
+    norland, drosk = s[at["Norland"][0]], s[at["Drosk"][0]]
+    assert norland > drosk  # the asked person's city's country outranks the other one
+    assert min(s[i] for i in at["Oslo"]) > max(s[i] for i in at["Rome"])

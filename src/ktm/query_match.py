@@ -28,21 +28,25 @@ def question_scores(pieces: Sequence[str], question: str) -> torch.Tensor:
     """(T,) float scores of a prompt's T tokens, given their text ``pieces`` in order.
 
     First hop: each maximal run of consecutive prompt words that also occurs consecutively in
-    the question scores its length over the number of times that run occurs in the prompt (a
-    word on every line, like a template's, points nowhere in particular), and so does every
-    character from its first word to its last ("amber-basil"); the next word (a key's
-    "=value") scores half that. Second hop, for questions whose answer runs through facts
-    they do not name (an ancestor two lines away): a word found somewhere with no first-hop
-    score of its own, on a line or sentence with a first-hop word, scores half that line's best
-    over its own count in the prompt, wherever it occurs; and every word adds half the best
-    score of another word on its line, over its own count (so the line that links two named
-    things outranks lines naming one). A token scores the best of the spans its characters
-    overlap; a token in none scores 0.
+    the question scores its length over the number of times that run occurs in the prompt, and
+    so does every character from its first word to its last ("amber-basil"); the next word (a
+    key's "=value") scores half that. A run found on most lines (more than 3/4 of the lines
+    or sentences, and more than twice), like a template's "in" or "of", points nowhere and
+    scores 0. Second hop, for questions whose answer runs through facts they do not name (an
+    ancestor two lines away, the country of a named person's city): a word scores at least
+    half the best first-hop score of another word on a line or sentence it stands on, over
+    its own count in the prompt, wherever it occurs; and adds half the best score of another
+    word on its line, over its own count (so the line that links two named things outranks
+    lines naming one). Template words take no part in the second hop. A token scores the best
+    of the spans its characters overlap; a token in none scores 0.
     """
     text = "".join(pieces)
     spans = [m.span() for m in WORD.finditer(text)]
     words = [text[a:b].lower() for a, b in spans]  # after the spans: lower() may change lengths
     asked = WORD.findall(question.lower())
+    cuts = [m.end() for m in SEGMENT_END.finditer(text)]
+    line = [bisect.bisect_right(cuts, a) for a, _ in spans]  # the line or sentence of each word
+    template = max(2, len(set(line)) * 3 // 4)  # a run found more often is on most lines
     scored: list[tuple[int, int, float]] = []  # character spans [a, b) and their scores
     hop1 = [0.0] * len(words)
     ends = _common_run_ends(words, asked)
@@ -52,6 +56,8 @@ def question_scores(pieces: Sequence[str], question: str) -> torch.Tensor:
         start = i + 1 - length
         run = words[start : i + 1]
         count = sum(words[s : s + length] == run for s in range(len(words) - length + 1))
+        if count > template:
+            continue  # a template's word ("in" on every line) points nowhere
         score = length / count
         scored.append((spans[start][0], spans[i][1], score))
         for w in range(start, i + 1):
@@ -59,33 +65,43 @@ def question_scores(pieces: Sequence[str], question: str) -> torch.Tensor:
         if i + 1 < len(words):
             scored.append((spans[i][1], spans[i + 1][1], score / 2))
             hop1[i + 1] = max(hop1[i + 1], score / 2)
-    hop2 = _second_hop(text, spans, words, hop1)
+    hop2 = _second_hop(line, words, hop1, template)
     scored += [(a, b, score) for (a, b), score in zip(spans, hop2) if score > 0]
     return _token_scores(pieces, scored)
 
 
 def _second_hop(
-    text: str, spans: Sequence[tuple[int, int]], words: Sequence[str], hop1: Sequence[float]
+    line: Sequence[int], words: Sequence[str], hop1: Sequence[float], template: int
 ) -> list[float]:
-    """Per word, its score after the second hop (see :func:`question_scores`)."""
-    cuts = [m.end() for m in SEGMENT_END.finditer(text)]
-    line = [bisect.bisect_right(cuts, a) for a, _ in spans]  # the line or sentence of each word
+    """Per word (on its ``line``), its score after the second hop (see :func:`question_scores`);
+    a word found more than ``template`` times links nothing and keeps its first-hop score."""
     count = Counter(words)
-    best_on: defaultdict[int, float] = defaultdict(float)
-    for seg, score in zip(line, hop1):
-        best_on[seg] = max(best_on[seg], score)
+    hop1_on = _by_line(words, line, hop1)
     reach: defaultdict[str, float] = defaultdict(float)  # a word's strongest line to hop one
-    for w, seg, score in zip(words, line, hop1):
-        if score == 0:
-            reach[w] = max(reach[w], best_on[seg])
-    own = [max(s, reach[w] / 2 / count[w]) for w, s in zip(words, hop1)]
-    on_line: defaultdict[int, list[tuple[str, float]]] = defaultdict(list)
-    for w, seg, s in zip(words, line, own):
-        on_line[seg].append((w, s))
+    for w, seg in zip(words, line):
+        reach[w] = max(reach[w], _best_other(hop1_on[seg], w))
+    links = [count[w] <= template for w in words]
+    own = [max(s, reach[w] / 2 / count[w] * k) for w, s, k in zip(words, hop1, links)]
+    own_on = _by_line(words, line, own)
     return [
-        s + max((t for v, t in on_line[seg] if v != w), default=0.0) / 2 / count[w]
-        for w, seg, s in zip(words, line, own)
+        s + _best_other(own_on[seg], w) / 2 / count[w] * k
+        for w, seg, s, k in zip(words, line, own, links)
     ]
+
+
+def _by_line(
+    words: Sequence[str], line: Sequence[int], scores: Sequence[float]
+) -> defaultdict[int, list[tuple[str, float]]]:
+    """Per line, its (word, score) pairs."""
+    out: defaultdict[int, list[tuple[str, float]]] = defaultdict(list)
+    for w, seg, s in zip(words, line, scores):
+        out[seg].append((w, s))
+    return out
+
+
+def _best_other(pairs: Sequence[tuple[str, float]], word: str) -> float:
+    """The best score among ``pairs`` of a word other than ``word`` (0 for none)."""
+    return max((s for w, s in pairs if w != word), default=0.0)
 
 
 def question_scores_of_ids(tokenizer, prompt_ids: Sequence[int], question: str) -> torch.Tensor:
