@@ -33,37 +33,30 @@ def test_ancestor_rows_are_balanced_and_never_a_parent(script):
         assert (a in chain[1:]) == (r["answer"] == "yes")
 
 
-def test_located_rows_answer_the_country_of_the_asked_persons_city(script):
-    own = script("own_tasks")
-    rows = own.rows("located", 40, seed=2, size=6)
-    assert rows == own.rows("located", 40, seed=2, size=6)
-    assert len({r["answer"] for r in rows}) > 2  # not one country every time
+def check_two_hops(own, task: str, hops: tuple[str, str], sizes: tuple[int, int], asked: str):
+    """Rows of a two-hop task: both relations parse from the lines (``hops``: their regexes,
+    ``sizes``: how many lines each), and the answer is the second hop of the asked name."""
+    rows = own.rows(task, 40, seed=2, size=6)
+    assert rows == own.rows(task, 40, seed=2, size=6)  # deterministic
+    assert len({r["answer"] for r in rows}) > 2  # not one answer every time
     for r in rows:
-        lines = r["doc"].splitlines()
-        home = dict(
-            re.fullmatch(r"(\w+) lives in (\w+)\.", x).groups() for x in lines if "lives" in x
+        first, second = (
+            dict(m.groups() for x in r["doc"].splitlines() if (m := re.fullmatch(h, x)))
+            for h in hops
         )
-        country = dict(
-            re.fullmatch(r"(\w+) is in (\w+)\.", x).groups() for x in lines if " is in " in x
-        )
-        assert len(home) == 6 and len(country) == 6
-        asked = re.fullmatch(r"Which country does (\w+) live in\?", r["question"]).group(1)
-        assert country[home[asked]] == r["answer"]
+        assert (len(first), len(second)) == sizes
+        name = re.fullmatch(asked, r["question"]).group(1)
+        assert second[first[name]] == r["answer"]
+
+
+def test_located_rows_answer_the_country_of_the_asked_persons_city(script):
+    hops = (r"(\w+) lives in (\w+)\.", r"(\w+) is in (\w+)\.")
+    check_two_hops(
+        script("own_tasks"), "located", hops, (6, 6), r"Which country does (\w+) live in\?"
+    )
 
 
 def test_team_rows_answer_the_team_of_the_asked_persons_manager(script):
-    own = script("own_tasks")
-    rows = own.rows("team", 40, seed=3, size=6)
-    assert rows == own.rows("team", 40, seed=3, size=6)
-    assert len({r["answer"] for r in rows}) > 2
-    for r in rows:
-        lines = r["doc"].splitlines()
-        boss = dict(
-            re.fullmatch(r"(\w+) reports to (\w+)\.", x).groups() for x in lines if "reports" in x
-        )
-        team = dict(
-            re.fullmatch(r"(\w+) leads the (\w+) team\.", x).groups() for x in lines if "leads" in x
-        )
-        assert len(boss) == 6 and len(team) == 4
-        asked = re.fullmatch(r"Which team is led by the manager of (\w+)\?", r["question"]).group(1)
-        assert team[boss[asked]] == r["answer"]
+    hops = (r"(\w+) reports to (\w+)\.", r"(\w+) leads the (\w+) team\.")
+    asked = r"Which team is led by the manager of (\w+)\?"
+    check_two_hops(script("own_tasks"), "team", hops, (6, 4), asked)
