@@ -54,7 +54,11 @@ def save_checkpoint(
             f"with --resume"
         ) from None
     for old in list_checkpoints(folder)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        # Out of sight first: a kill midway through rmtree would leave a checkpoint with its
+        # state but no weights; a hidden ".step-*" folder is what clean_partial removes.
+        doomed = old.with_name(f".{old.name}.old")
+        old.rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
     return target
 
 
