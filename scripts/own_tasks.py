@@ -88,8 +88,11 @@ def located_row(rng: random.Random, people: int) -> dict:
     }
 
 
+MANAGERS = 4  # team: each leads one team; the staff report to them
+
+
 def team_row(rng: random.Random, people: int) -> dict:
-    names = rng.sample(NAMES, people + 4)
+    names = rng.sample(NAMES, people + MANAGERS)
     staff, managers = names[:people], names[people:]
     teams = [w.capitalize() for w in rng.sample(WORDS, len(managers))]
     boss = {n: rng.choice(managers) for n in staff}
@@ -128,7 +131,10 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--test", type=int, default=200)
     parser.add_argument(
-        "--size", type=int, default=None, help="pairs (24), nodes (8), people (6, 6)"
+        "--size",
+        type=int,
+        default=None,
+        help="pairs (24), nodes (8), people (6; team: staff, beside 4 managers)",
     )
     args = parser.parse_args()
     size = args.size or {"lookup": 24, "ancestor": 8, "located": 6, "team": 6}[args.task]

@@ -57,6 +57,7 @@ def save_checkpoint(
         # Out of sight first: a kill midway through rmtree would leave a checkpoint with its
         # state but no weights; a hidden ".step-*" folder is what clean_partial removes.
         doomed = old.with_name(f".{old.name}.old")
+        shutil.rmtree(doomed, ignore_errors=True)  # a leftover would block the rename
         old.rename(doomed)
         shutil.rmtree(doomed, ignore_errors=True)
     return target
