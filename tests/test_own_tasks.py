@@ -60,3 +60,23 @@ def test_team_rows_answer_the_team_of_the_asked_persons_manager(script):
     hops = (r"(\w+) reports to (\w+)\.", r"(\w+) leads the (\w+) team\.")
     asked = r"Which team is led by the manager of (\w+)\?"
     check_two_hops(script("own_tasks"), "team", hops, (6, 4), asked)
+
+
+def test_raw_kept_counts_what_each_arm_keeps_and_whether_the_answer_is_in_it(
+    script, tiny_base, tmp_path
+):
+    own, kept = script("own_tasks"), script("own_task_raw_kept")
+    lm, tokenizer = tiny_base()
+    rows = own.rows("lookup", 6, seed=0, size=6)
+    ids = [tokenizer(r["doc"])["input_ids"] for r in rows]
+    least = sum(-(-len(p) // 4) for p in ids) / len(rows)
+    merged = kept.expansion_arm(tokenizer, rows, ids, 4, 0.25)  # K = 4's own positions
+    assert merged["positions"] == least and merged["raw_tokens"] < 1  # only free raw tokens
+    wide = kept.expansion_arm(tokenizer, rows, ids, 4, 0.6)
+    assert wide["answer_raw"] == 1.0  # the asked key's value is the ranking's top
+    assert least < wide["positions"] <= sum(int(0.6 * len(p)) for p in ids) / len(rows)
+    pruned = kept.qprune_arm(lm, tokenizer, rows, ids, 3)
+    assert pruned["raw_tokens"] == sum(-(-len(p) // 3) for p in ids) / len(rows)
+    assert pruned["answer_raw"] == 1.0
+    assert kept.answer_kept([5, 7, 8, 7, 8], [1, 1, 0, 1, 1], [[7, 8]])
+    assert not kept.answer_kept([5, 7, 8], [1, 1, 0], [[9], [7, 8]])
