@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 
-from ktm.expansion import budget_positions, choose_raw
+from ktm.expansion import budget_positions, choose_raw, expanded_length
 from ktm.io_utils import write_json_atomic
 from ktm.model.base_models import load_base
 from ktm.packing import merged_length
@@ -43,7 +43,7 @@ def expansion_arm(tokenizer, rows: list[dict], ids: list[list[int]], k: int, bud
         raw = choose_raw(scores, k, budget_positions(len(p), k, budget, None))
         kept = sum(raw)
         raw_n += kept
-        positions += kept + sum(_merged_runs(raw, k))
+        positions += expanded_length(len(p), k, raw)
         hits += answer_kept(p, raw, _answer_ids(tokenizer, r))
     n = len(rows)
     return {"raw_tokens": raw_n / n, "positions": positions / n, "answer_raw": hits / n}
@@ -66,19 +66,6 @@ def _answer_ids(tokenizer, row: dict) -> list[list[int]]:
     (a lookup's ``key=value``)."""
     text = str(row["answer"])
     return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in (" " + text, text)]
-
-
-def _merged_runs(raw: list[bool], k: int) -> list[int]:
-    """Positions each run of merged tokens between kept ones reads: ⌈run/k⌉."""
-    runs, n = [], 0
-    for r in [*raw, True]:
-        if r:
-            if n:
-                runs.append(merged_length(n, k))
-            n = 0
-        else:
-            n += 1
-    return runs
 
 
 def main() -> None:
