@@ -20,7 +20,6 @@ import sys
 from ktm.expansion import budget_positions, choose_raw, expanded_length
 from ktm.io_utils import write_json_atomic
 from ktm.model.base_models import load_base
-from ktm.packing import merged_length
 from ktm.query_match import question_scores_of_ids
 from ktm.tasks.token_budget import reduce_ids, self_information
 
@@ -41,8 +40,7 @@ def expansion_arm(tokenizer, rows: list[dict], ids: list[list[int]], k: int, bud
     for r, p in zip(rows, ids):
         scores = question_scores_of_ids(tokenizer, p, "\n" + r["question"])
         raw = choose_raw(scores, k, budget_positions(len(p), k, budget, None))
-        kept = sum(raw)
-        raw_n += kept
+        raw_n += sum(raw)
         positions += expanded_length(len(p), k, raw)
         hits += answer_kept(p, raw, _answer_ids(tokenizer, r))
     n = len(rows)
@@ -57,7 +55,7 @@ def qprune_arm(lm, tokenizer, rows: list[dict], ids: list[list[int]], k: int):
     for r, kept_ids in zip(rows, cut):  # the kept tokens in order: the answer's run or not
         hits += answer_kept(kept_ids, [True] * len(kept_ids), _answer_ids(tokenizer, r))
     n = len(rows)
-    raw = sum(merged_length(len(p), k) for p in ids) / n
+    raw = sum(map(len, cut)) / n
     return {"raw_tokens": raw, "positions": raw, "answer_raw": hits / n}
 
 

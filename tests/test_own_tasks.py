@@ -62,9 +62,7 @@ def test_team_rows_answer_the_team_of_the_asked_persons_manager(script):
     check_two_hops(script("own_tasks"), "team", hops, (6, 4), asked)
 
 
-def test_raw_kept_counts_what_each_arm_keeps_and_whether_the_answer_is_in_it(
-    script, tiny_base, tmp_path
-):
+def test_raw_kept_counts_what_each_arm_keeps_and_whether_the_answer_is_in_it(script, tiny_base):
     own, kept = script("own_tasks"), script("own_task_raw_kept")
     lm, tokenizer = tiny_base()
     rows = own.rows("lookup", 6, seed=0, size=6)
